@@ -1,0 +1,104 @@
+// pybind11 module `_cpu`: converts arrays to views, releases the GIL, calls the core.
+// Validation lives in Python (simattr_fast/_validate.py); the checks here only guard memory.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "esvm.h"
+#include "topk.h"
+
+namespace py = pybind11;
+using namespace simattr;
+
+namespace {
+
+SgemmFn g_sgemm = nullptr;  // set once from SciPy's BLAS; nullptr -> portable fallback
+
+using F32 = py::array_t<float, py::array::c_style>;
+using I64 = py::array_t<int64_t, py::array::c_style>;
+
+void require(bool ok, const std::string& msg) {
+    if (!ok) throw std::invalid_argument(msg);
+}
+
+void set_sgemm(py::capsule cap) {
+    g_sgemm = reinterpret_cast<SgemmFn>(PyCapsule_GetPointer(cap.ptr(), PyCapsule_GetName(cap.ptr())));
+    if (g_sgemm == nullptr) throw py::error_already_set();
+}
+
+void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I64& ids,
+             py::object key_sq_norms, int metric, int64_t row0, int n_threads) {
+    require(queries.ndim() == 2 && keys.ndim() == 2 && ids.ndim() == 1, "topk: bad ndim");
+    const int64_t nq = queries.shape(0), d = queries.shape(1), nb = keys.shape(0);
+    require(keys.shape(1) == d && ids.shape(0) == nb, "topk: shape mismatch");
+    require(row0 >= 0 && row0 + nq <= acc.rows(), "topk: rows out of range");
+    const float* sq = nullptr;
+    F32 sqa;
+    if (!key_sq_norms.is_none()) {
+        sqa = key_sq_norms.cast<F32>();
+        require(sqa.ndim() == 1 && sqa.shape(0) == nb, "topk: key_sq_norms shape");
+        sq = sqa.data();
+    }
+    require(metric != int(Metric::L2) || sq != nullptr, "topk: L2 needs key_sq_norms");
+    py::gil_scoped_release nogil;
+    topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, static_cast<Metric>(metric),
+         g_sgemm, acc, row0, n_threads);
+}
+
+py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {
+    F32 scores({acc.rows(), acc.k()});
+    I64 ids({acc.rows(), acc.k()});
+    {
+        py::gil_scoped_release nogil;
+        acc.finalize(scores.mutable_data(), ids.mutable_data(), n_threads);
+    }
+    return py::make_tuple(scores, ids);
+}
+
+py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& pool, const I64& pool_ids,
+                       const I64& query_ids, double C, bool squared_hinge, double intercept_scaling,
+                       double tol, int64_t max_iter, uint64_t seed, int64_t row0, int n_threads) {
+    require(queries.ndim() == 2 && pool.ndim() == 2, "esvm_topk: bad ndim");
+    const int64_t m = queries.shape(0), d = queries.shape(1), n = pool.shape(0);
+    require(pool.shape(1) == d && pool_ids.shape(0) == n && query_ids.shape(0) == m,
+            "esvm_topk: shape mismatch");
+    require(row0 >= 0 && row0 + m <= acc.rows(), "esvm_topk: rows out of range");
+    EsvmParams p;
+    p.C = C;
+    p.squared_hinge = squared_hinge;
+    p.intercept_scaling = intercept_scaling;
+    p.tol = tol;
+    p.max_iter = max_iter;
+    p.seed = seed;
+    p.n_threads = n_threads;
+    I64 n_iter({m});
+    py::array_t<uint8_t> converged({m});
+    {
+        py::gil_scoped_release nogil;
+        esvm_topk(queries.data(), d, m, pool.data(), d, n, d, pool_ids.data(), query_ids.data(), p,
+                  g_sgemm, acc, row0, n_iter.mutable_data(), converged.mutable_data());
+    }
+    return py::make_tuple(n_iter, converged);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu, m) {
+    m.doc() = "simattr_fast CPU kernels (see simattr_fast for the public API)";
+    m.def("set_sgemm", &set_sgemm, py::arg("capsule"));
+    m.def("has_sgemm", [] { return g_sgemm != nullptr; });
+    py::class_<TopkAccumulator>(m, "TopkAccumulator")
+        .def(py::init<int64_t, int64_t>(), py::arg("nq"), py::arg("k"))
+        .def_property_readonly("rows", &TopkAccumulator::rows)
+        .def_property_readonly("k", &TopkAccumulator::k)
+        .def("finalize", &finalize_py, py::arg("n_threads") = 0);
+    m.def("topk", &topk_py, py::arg("acc"), py::arg("queries").noconvert(), py::arg("keys").noconvert(),
+          py::arg("ids").noconvert(), py::arg("key_sq_norms"), py::arg("metric"), py::arg("row0"),
+          py::arg("n_threads") = 0);
+    m.def("esvm_topk", &esvm_topk_py, py::arg("acc"), py::arg("queries").noconvert(),
+          py::arg("pool").noconvert(), py::arg("pool_ids").noconvert(), py::arg("query_ids").noconvert(),
+          py::arg("C"), py::arg("squared_hinge"), py::arg("intercept_scaling"), py::arg("tol"),
+          py::arg("max_iter"), py::arg("seed"), py::arg("row0"), py::arg("n_threads") = 0);
+}

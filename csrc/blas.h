@@ -1,0 +1,22 @@
+// Single-precision GEMM, injected by the caller.
+// The core does not link a BLAS: the Python layer hands over the Fortran `sgemm` symbol
+// of the BLAS SciPy was built with (scipy.linalg.cython_blas), so we use the same tuned,
+// threaded GEMM as NumPy/SciPy with no build-time dependency. When none is given, a
+// portable blocked fallback keeps the core usable (and testable) on its own.
+#pragma once
+#include <cstdint>
+
+namespace simattr {
+
+// Fortran BLAS sgemm: C = alpha * op(A) * op(B) + beta * C, column-major.
+using SgemmFn = void (*)(const char* transa, const char* transb, const int* m, const int* n,
+                         const int* k, const float* alpha, const float* a, const int* lda,
+                         const float* b, const int* ldb, const float* beta, float* c,
+                         const int* ldc);
+
+// Computes out[i, j] = sum_c a[i, c] * b[j, c]  (out = A B^T) for row-major
+// A [m, d] (row stride lda), B [n, d] (row stride ldb), out [m, n] (row stride ldo).
+void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
+              float* out, int64_t ldo, int64_t m, int64_t n, int64_t d);
+
+}  // namespace simattr

@@ -1,0 +1,63 @@
+// Exact top-k by score, streamed over blocks of keys.
+//
+// Ordering everywhere: a candidate (s1, i1) is better than (s2, i2) when s1 > s2, or when
+// s1 == s2 and i1 < i2 (ties go to the lower key index), so results are deterministic
+// whatever the block sizes and thread counts.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "blas.h"
+#include "views.h"
+
+namespace simattr {
+
+struct Candidate {
+    float score;
+    int64_t id;
+};
+
+inline bool better(const Candidate& a, const Candidate& b) {
+    return a.score > b.score || (a.score == b.score && a.id < b.id);
+}
+
+// Running top-k of `nq` rows. Each row keeps a reservoir of up to 2k candidates; when it
+// fills, nth_element keeps the best k and the k-th becomes a threshold that rejects most
+// later scores with one comparison (amortised O(1) per score, as FAISS's reservoir).
+// Memory: nq * 2k * 16 bytes.
+class TopkAccumulator {
+public:
+    TopkAccumulator(int64_t nq, int64_t k);
+
+    int64_t rows() const { return nq_; }
+    int64_t k() const { return k_; }
+
+    // Offers scores[r, c] (row-major, row stride ld) for accumulator rows row0 .. row0+nrows
+    // with key ids ids[c], c < ncols. Rows are processed in parallel on n_threads threads.
+    void push(int64_t row0, int64_t nrows, const float* scores, int64_t ld, const int64_t* ids,
+              int64_t ncols, int n_threads);
+
+    // Writes the best k per row, best first, into out_scores / out_ids [nq, k] (row-major);
+    // rows with fewer than k candidates are padded with score NaN and id -1.
+    void finalize(float* out_scores, int64_t* out_ids, int n_threads);
+
+private:
+    void compact(int64_t row);
+
+    int64_t nq_, k_, cap_;
+    std::vector<Candidate> buf_;    // [nq, cap]
+    std::vector<int64_t> count_;    // [nq]
+    std::vector<Candidate> worst_;  // [nq], k-th best once a row has been compacted
+};
+
+// Scores one block of keys against all queries and offers them to `acc`:
+//   queries [nq, d] float32 (row stride ldq), keys [nb, d] float32 (row stride ldk),
+//   ids [nb] global key indices, key_sq_norms [nb] (used by L2 only, else may be null).
+// Metric::IP and Metric::Cosine score q.x (cosine expects normalised rows);
+// Metric::L2 scores 2 q.x - |x|^2, which ranks like -|q - x|^2.
+// Accumulator rows row0 .. row0+nq receive the scores. Uses a bounded scratch tile.
+void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
+          int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
+          SgemmFn sgemm, TopkAccumulator& acc, int64_t row0, int n_threads);
+
+}  // namespace simattr

@@ -1,0 +1,88 @@
+"""Backend selection: the compiled `_cpu` module (always built) and `_cuda` (built when nvcc
+was found). Asking for a backend that cannot run raises, naming the reason; nothing falls
+back silently.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from functools import lru_cache
+
+from . import _cpu
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@lru_cache(maxsize=None)
+def cpu():
+    """The CPU module, wired to SciPy's BLAS sgemm (the same tuned GEMM SciPy uses)."""
+    from scipy.linalg import cython_blas
+
+    _cpu.set_sgemm(cython_blas.__pyx_capi__["sgemm"])
+    return _cpu
+
+
+@lru_cache(maxsize=None)
+def _cuda_status():
+    """Returns (module or None, reason it cannot be used or '')."""
+    try:
+        from . import _cuda
+    except ImportError as exc:
+        return None, (
+            "simattr_fast was built without its CUDA backend (no CUDA compiler at build time, "
+            f"or SIMATTR_CUDA=OFF): {exc}"
+        )
+    n = _cuda.device_count()
+    if n <= 0:
+        return None, f"no usable CUDA device: {_cuda.last_error() or 'cudaGetDeviceCount found none'}"
+    return _cuda, ""
+
+
+def cuda_available() -> bool:
+    return _cuda_status()[0] is not None
+
+
+def cuda():
+    mod, reason = _cuda_status()
+    if mod is None:
+        raise RuntimeError(f"device='cuda' was requested but {reason}")
+    return mod
+
+
+def resolve_device(device, any_input_on_gpu: bool) -> str:
+    if device not in DEVICES:
+        raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")
+    if device == "auto":
+        return "cuda" if (any_input_on_gpu or cuda_available()) else "cpu"
+    if device == "cpu" and any_input_on_gpu:
+        raise ValueError(
+            "device: 'cpu' was requested but an input lives on a CUDA device; move it with "
+            ".cpu() or use device='cuda'"
+        )
+    return device
+
+
+def resolve_threads(n_threads) -> int:
+    """None -> 0 (all cores, the kernels' own default); else a positive int."""
+    if n_threads is None:
+        return 0
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads <= 0:
+        raise ValueError(f"n_threads: expected a positive integer or None, got {n_threads!r}")
+    return n_threads
+
+
+@contextlib.contextmanager
+def blas_threads(n_threads: int):
+    """Limits the BLAS thread pools to n_threads for the duration (0: leave as they are)."""
+    if n_threads <= 0:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n_threads, user_api="blas"):
+        yield
+
+
+def default_block_bytes() -> int:
+    """Bytes of float32 keys held in memory at once while streaming (SIMATTR_BLOCK_MB, default 64)."""
+    return int(float(os.environ.get("SIMATTR_BLOCK_MB", "64")) * (1 << 20))
