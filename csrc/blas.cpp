@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "parallel.h"
+
 namespace simattr {
 
 namespace {
@@ -28,8 +30,9 @@ void gemm_abt_fallback(const float* a, int64_t lda, const float* b, int64_t ldb,
 }
 }  // namespace
 
-void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
-              float* out, int64_t ldo, int64_t m, int64_t n, int64_t d) {
+namespace {
+void gemm_abt_serial(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
+                     float* out, int64_t ldo, int64_t m, int64_t n, int64_t d) {
     if (m == 0 || n == 0) return;
     if (sgemm == nullptr || d == 0) {
         if (d == 0) {
@@ -45,6 +48,23 @@ void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_
     const int LDA = static_cast<int>(ldb), LDB = static_cast<int>(lda), LDC = static_cast<int>(ldo);
     const float one = 1.f, zero = 0.f;
     sgemm("T", "N", &M, &N, &K, &one, b, &LDA, a, &LDB, &zero, out, &LDC);
+}
+}  // namespace
+
+void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
+              float* out, int64_t ldo, int64_t m, int64_t n, int64_t d, int n_threads) {
+    const int nt = resolve_threads(n_threads);
+    // Column panels of at least 256 keys keep each thread's GEMM efficient.
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(nt, n / 256));
+    if (parts == 1) {
+        gemm_abt_serial(sgemm, a, lda, b, ldb, out, ldo, m, n, d);
+        return;
+    }
+    const int64_t step = (n + parts - 1) / parts;
+    parallel_for(parts, nt, [&](int64_t p) {
+        const int64_t j0 = p * step, j1 = std::min(n, j0 + step);
+        if (j0 < j1) gemm_abt_serial(sgemm, a, lda, b + j0 * ldb, ldb, out + j0, ldo, m, j1 - j0, d);
+    });
 }
 
 }  // namespace simattr

@@ -16,7 +16,10 @@ using SgemmFn = void (*)(const char* transa, const char* transb, const int* m, c
 
 // Computes out[i, j] = sum_c a[i, c] * b[j, c]  (out = A B^T) for row-major
 // A [m, d] (row stride lda), B [n, d] (row stride ldb), out [m, n] (row stride ldo).
+// The columns are split over n_threads threads (<= 0: all), each calling sgemm on its
+// share; the caller keeps the BLAS library itself single-threaded, so that BLAS worker
+// threads never spin against the core's own threads.
 void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
-              float* out, int64_t ldo, int64_t m, int64_t n, int64_t d);
+              float* out, int64_t ldo, int64_t m, int64_t n, int64_t d, int n_threads);
 
 }  // namespace simattr

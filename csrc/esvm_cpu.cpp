@@ -5,6 +5,7 @@
 #include "dcd_math.h"
 #include "esvm.h"
 #include "parallel.h"
+#include "simd.h"
 
 namespace simattr {
 
@@ -18,6 +19,7 @@ struct Svm {
     std::vector<double> alpha;    // alpha of ws[t]; every pool row outside ws has alpha 0
     std::vector<uint8_t> in_ws;   // [n] membership flags
     int64_t iters = 0;
+    double round_tol = 0.0;       // tolerance of the current round (loose first, then tol)
     bool inner_converged = false;
     bool done = false;
     SplitMix64 rng{0};
@@ -32,14 +34,24 @@ struct Problem {
     std::vector<double> qd_neg;  // [n] |x_i|^2 + B^2 + diag_neg
 };
 
-inline double dot_aug(const std::vector<double>& w, const float* x, int64_t d, double B) {
+// Raw restrict pointers: through std::vector the compiler emulated gathers for w.
+// 32 independent partial sums hide the FMA latency (one accumulator chain is latency
+// bound); the summation order is fixed, so results stay deterministic.
+inline double dot_aug(const double* __restrict w, const float* __restrict x, int64_t d, double B) {
+    constexpr int64_t kLanes = 32;
+    double acc[kLanes] = {};
+    int64_t c = 0;
+    for (; c + kLanes <= d; c += kLanes) {
+#pragma omp simd
+        for (int64_t j = 0; j < kLanes; ++j) acc[j] += w[c + j] * double(x[c + j]);
+    }
     double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t c = 0; c < d; ++c) s += w[c] * double(x[c]);
+    for (; c < d; ++c) s += w[c] * double(x[c]);
+    for (int64_t j = 0; j < kLanes; ++j) s += acc[j];
     return s + w[d] * B;
 }
 
-inline void axpy_aug(std::vector<double>& w, double a, const float* x, int64_t d, double B) {
+inline void axpy_aug(double* __restrict w, double a, const float* __restrict x, int64_t d, double B) {
 #pragma omp simd
     for (int64_t c = 0; c < d; ++c) w[c] += a * double(x[c]);
     w[d] += a * B;
@@ -47,7 +59,7 @@ inline void axpy_aug(std::vector<double>& w, double a, const float* x, int64_t d
 
 // liblinear's solve_l2r_l1l2_svc restricted to {positive} U working set, warm-started from
 // the current alphas. Slot 0 is the positive, slot t > 0 is ws[t - 1].
-void solve_working_set(const Problem& P, const float* q, double qd_pos, Svm& s) {
+SIMATTR_CLONES void solve_working_set(const Problem& P, const float* q, double qd_pos, Svm& s) {
     const int64_t l = 1 + int64_t(s.ws.size());
     std::vector<int64_t> index(l);
     for (int64_t t = 0; t < l; ++t) index[t] = t;
@@ -65,7 +77,7 @@ void solve_working_set(const Problem& P, const float* q, double qd_pos, Svm& s) 
             const double y = pos ? 1.0 : -1.0;
             const double diag = pos ? P.k.diag_pos : P.k.diag_neg;
             const double upper = pos ? P.k.upper_pos : P.k.upper_neg;
-            const double G = y * dot_aug(s.w, x, P.d, P.B) - 1.0 + diag * alpha;
+            const double G = y * dot_aug(s.w.data(), x, P.d, P.B) - 1.0 + diag * alpha;
             double pg;
             if (dcd_visit(G, alpha, upper, pg_max_old, pg_min_old, &pg) == DcdAction::Shrink) {
                 --active;
@@ -78,11 +90,11 @@ void solve_working_set(const Problem& P, const float* q, double qd_pos, Svm& s) 
             if (std::fabs(pg) > 1e-12) {
                 const double old = alpha;
                 alpha = dcd_step(alpha, G, pos ? qd_pos : P.qd_neg[s.ws[slot - 1]], upper);
-                axpy_aug(s.w, (alpha - old) * y, x, P.d, P.B);
+                axpy_aug(s.w.data(), (alpha - old) * y, x, P.d, P.B);
             }
         }
         ++s.iters;
-        if (pg_max_new - pg_min_new <= P.p->tol) {
+        if (pg_max_new - pg_min_new <= s.round_tol) {
             if (active == l) {
                 s.inner_converged = true;
                 break;
@@ -148,6 +160,10 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
     // pool-sized buffer (bounded to ~64 MiB), plus the membership flags.
     const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(m, (int64_t(1) << 24) / std::max<int64_t>(n, 1)));
     constexpr int64_t kInitialWorkingSet = 64;
+    // While the working set is still growing, sweeps stop at a loose tolerance: the exact
+    // solution of a working set that is about to change is wasted work. Once no violator
+    // is left, the round tolerance drops to tol and the rounds repeat until none appears.
+    constexpr double kLooseTol = 1e-2;
     std::vector<float> F, W32;
     for (int64_t t0 = 0; t0 < m; t0 += tile) {
         const int64_t tm = std::min(tile, m - t0);
@@ -158,6 +174,7 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
             s.w.assign(d + 1, 0.0);
             s.in_ws.assign(n, 0);
             s.rng = SplitMix64(query_seed(params.seed, query_ids[t0 + j]));
+            s.round_tol = std::max(params.tol, kLooseTol);
             const float* q = queries + (t0 + j) * ldq;
             double qq = 0.0;
             for (int64_t c = 0; c < d; ++c) qq += double(q[c]) * q[c];
@@ -167,7 +184,7 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
         W32.resize(size_t(tm * std::max<int64_t>(d, 1)));
         // Initial working set: the pool rows most similar to the query (inner product), which
         // are where an exemplar SVM's support vectors usually lie.
-        gemm_abt(sgemm, queries + t0 * ldq, ldq, pool, ldp, F.data(), n, tm, n, d);
+        gemm_abt(sgemm, queries + t0 * ldq, ldq, pool, ldp, F.data(), n, tm, n, d, nt);
         parallel_for(tm, nt, [&](int64_t j) {
             Svm& s = svms[j];
             std::vector<int64_t> order(n);
@@ -186,7 +203,7 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
             const int64_t nl = int64_t(live.size());
             for (int64_t r = 0; r < nl; ++r)
                 for (int64_t c = 0; c < d; ++c) W32[r * d + c] = float(svms[live[r]].w[c]);
-            gemm_abt(sgemm, W32.data(), d, pool, ldp, F.data(), n, nl, n, d);
+            gemm_abt(sgemm, W32.data(), d, pool, ldp, F.data(), n, nl, n, d, nt);
             parallel_for(nl, nt, [&](int64_t r) {
                 Svm& s = svms[live[r]];
                 float* f = F.data() + r * n;
@@ -204,8 +221,11 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
                 const int64_t budget = std::max<int64_t>(kInitialWorkingSet, int64_t(s.ws.size()));
                 const std::vector<int64_t> add = violators(f, s, n, margin, budget);
                 if (add.empty()) {
-                    s.done = true;
-                    return;
+                    if (s.round_tol <= params.tol) {
+                        s.done = true;
+                        return;
+                    }
+                    s.round_tol = params.tol;
                 }
                 add_to_working_set(s, add);
                 solve_working_set(P, queries + (t0 + live[r]) * ldq, qd_pos[live[r]], s);

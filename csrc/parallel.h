@@ -8,10 +8,19 @@
 
 namespace simattr {
 
+inline int resolve_threads(int n_threads) {
+#ifdef _OPENMP
+    return n_threads > 0 ? n_threads : omp_get_max_threads();
+#else
+    (void)n_threads;
+    return 1;
+#endif
+}
+
 template <class F>
 void parallel_for(int64_t n, int n_threads, F&& body) {
 #ifdef _OPENMP
-    const int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+    const int nt = resolve_threads(n_threads);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1 && n > 1)
     for (int64_t i = 0; i < n; ++i) body(i);
 #else

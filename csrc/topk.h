@@ -5,6 +5,7 @@
 // whatever the block sizes and thread counts.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "blas.h"
@@ -20,6 +21,11 @@ struct Candidate {
 inline bool better(const Candidate& a, const Candidate& b) {
     return a.score > b.score || (a.score == b.score && a.id < b.id);
 }
+
+// As a function object so std::nth_element / std::sort inline the comparison.
+struct Better {
+    bool operator()(const Candidate& a, const Candidate& b) const { return better(a, b); }
+};
 
 // Running top-k of `nq` rows. Each row keeps a reservoir of up to 2k candidates; when it
 // fills, nth_element keeps the best k and the k-th becomes a threshold that rejects most
@@ -41,13 +47,21 @@ public:
     // rows with fewer than k candidates are padded with score NaN and id -1.
     void finalize(float* out_scores, int64_t* out_ids, int n_threads);
 
+    // Scratch score tile reused across calls (saves re-faulting fresh pages every block).
+    float* scratch(size_t n_floats) {
+        if (tile_.size() < n_floats) tile_.resize(n_floats);
+        return tile_.data();
+    }
+
 private:
     void compact(int64_t row);
+    void push_row(int64_t row, const float* s, const int64_t* ids, int64_t ncols);
 
     int64_t nq_, k_, cap_;
-    std::vector<Candidate> buf_;    // [nq, cap]
+    std::unique_ptr<Candidate[]> buf_;  // [nq, cap]; left uninitialised, pages fault in on use
     std::vector<int64_t> count_;    // [nq]
     std::vector<Candidate> worst_;  // [nq], k-th best once a row has been compacted
+    std::vector<float> tile_;
 };
 
 // Scores one block of keys against all queries and offers them to `acc`:

@@ -62,7 +62,7 @@ def esvm_topk(queries, keys, k, query_labels=None, key_labels=None, C=0.1,
 
         s, i, n_iter, conv = esvm_topk_cuda(Q, K, k, ql, kl, params)
     else:
-        with _backend.blas_threads(nt):
+        with _backend.kernel_threads():
             s, i, n_iter, conv = _esvm_cpu(Q.host, K.host, k, ql, kl, params, nt, progress)
     bad = int((~conv).sum())
     if bad:

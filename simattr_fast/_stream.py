@@ -48,14 +48,28 @@ def block_rows_for(dim: int, block_bytes: int) -> int:
 def key_blocks(name: str, keys: np.ndarray, metric: str, block_rows: int, progress, desc: str):
     """Yields (start, float32 block) over keys, releasing memmap pages behind it.
 
-    Memory held: one float32 block (block_rows x d x 4 bytes) plus its normalised copy.
+    Memory held: one reused float32 buffer of block_rows x d (4 bytes each) when the keys
+    need converting or normalising; float32 keys used as they are are not copied. The
+    buffer is reused: a yielded block is only valid until the next one is requested.
     """
-    n = keys.shape[0]
+    n, d = keys.shape
     starts = range(0, n, block_rows)
     show = len(starts) > 1 and progress is not False
+    copy = metric == "cosine" or keys.dtype != np.float32
+    buf = np.empty((min(block_rows, n), d), np.float32) if copy else None
     for s in tqdm(starts, desc=desc, unit="block", disable=(None if progress is None else not progress) if show else True):
         raw = keys[s : s + block_rows]
-        yield s, prepare_rows(name, raw, s, metric)
+        if copy:
+            kb = buf[: raw.shape[0]]
+            np.copyto(kb, raw)
+        else:
+            kb = raw
+        check_finite(name, kb, s)
+        if metric == "cosine":
+            norms = np.sqrt(np.einsum("ij,ij->i", kb, kb, dtype=np.float64)).astype(np.float32)
+            norms[norms == 0] = 1.0
+            np.divide(kb, norms[:, None], out=kb)
+        yield s, kb
         release_pages(raw)
 
 

@@ -67,7 +67,7 @@ def topk(queries, keys, k, metric="cosine", query_labels=None, key_labels=None, 
 
         s, i = topk_cuda(Q, K, k_eff, metric, ql, kl, block_rows)
     else:
-        with _backend.blas_threads(nt):
+        with _backend.kernel_threads():
             s, i = _topk_cpu(Q.host, K.host, k_eff, metric, ql, kl, nt, block_rows, progress)
     return padded(Q.rows, k, s, i)
 
