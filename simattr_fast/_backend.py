@@ -34,7 +34,8 @@ def _cuda_status():
         )
     n = _cuda.device_count()
     if n <= 0:
-        return None, f"no usable CUDA device: {_cuda.last_error() or 'cudaGetDeviceCount found none'}"
+        why = _cuda.last_error() or "cudaGetDeviceCount found none"
+        return None, f"no usable CUDA device on this machine (CUDA runtime says: {why})"
     return _cuda, ""
 
 
@@ -54,6 +55,8 @@ def resolve_device(device, any_input_on_gpu: bool) -> str:
         raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")
     if device == "auto":
         return "cuda" if (any_input_on_gpu or cuda_available()) else "cpu"
+    if device == "cuda":
+        cuda()  # raises with the reason when the backend cannot run
     if device == "cpu" and any_input_on_gpu:
         raise ValueError(
             "device: 'cpu' was requested but an input lives on a CUDA device; move it with "

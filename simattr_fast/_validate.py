@@ -46,7 +46,7 @@ def check_k(k) -> int:
 
 
 def check_metric(metric) -> str:
-    if metric not in METRICS:
+    if not isinstance(metric, str) or metric not in METRICS:
         raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
     return metric
 

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+import simattr_fast as sa
+from simattr_fast import _backend
+
+
+def test_cpu_module_uses_scipy_blas():
+    assert _backend.cpu().has_sgemm()
+
+
+@pytest.mark.skipif(sa.cuda_available(), reason="a GPU is present")
+def test_cuda_request_without_gpu_raises_with_reason():
+    q = np.ones((2, 3), np.float32)
+    with pytest.raises(RuntimeError, match="device='cuda' was requested but"):
+        sa.topk(q, q, 1, device="cuda")
+    with pytest.raises(RuntimeError, match="device='cuda' was requested but"):
+        sa.esvm_topk(q, q, 1, device="cuda")
+
+
+@pytest.mark.skipif(sa.cuda_available(), reason="a GPU is present")
+def test_auto_picks_cpu_without_gpu():
+    assert _backend.resolve_device("auto", False) == "cpu"
+
+
+def test_cuda_module_was_built_when_nvcc_exists():
+    """The build compiles `_cuda` wherever CMake finds nvcc (SIMATTR_CUDA=AUTO)."""
+    import shutil
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("no nvcc on this machine")
+    import importlib
+
+    mod = importlib.import_module("simattr_fast._cuda")
+    assert hasattr(mod, "topk") and hasattr(mod, "esvm_topk")
+    assert mod.device_count() >= 0
+
+
+def test_same_function_names_in_both_modules():
+    import importlib
+
+    cpu = _backend.cpu()
+    try:
+        cu = importlib.import_module("simattr_fast._cuda")
+    except ImportError:
+        pytest.skip("built without CUDA")
+    for name in ("topk", "esvm_topk", "TopkAccumulator"):
+        assert hasattr(cpu, name) and hasattr(cu, name)

@@ -1,0 +1,143 @@
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from sklearn.exceptions import ConvergenceWarning
+
+import simattr_fast as sa
+from conftest import as_memmap
+from reference import esvm_ref
+from simattr_fast.datasets import load_digits
+
+
+def agreement(q, pool, C, loss="squared_hinge", k=None, **kw):
+    """Per query: (Spearman of all decision values, top-k set overlap, max abs difference)
+    between esvm_topk and one sklearn LinearSVC per query. The overlap counts a returned
+    index as agreeing when the reference ranks it in its top k up to ties within 1e-6
+    (hinge loss puts many rows exactly on the margin, f = -1, where any order is right)."""
+    n = len(pool)
+    k = k or max(1, n // 10)
+    s, i = sa.esvm_topk(q, pool, n, C=C, loss=loss, device="cpu", **kw)
+    out = []
+    for r in range(len(q)):
+        ref = esvm_ref(q[r], pool, C, loss)
+        ours = np.empty(n)
+        ours[i[r]] = s[r]
+        kth = np.sort(ref)[::-1][k - 1]
+        overlap = np.mean(ref[i[r, :k]] >= kth - 1e-6)
+        out.append((spearmanr(ours, ref).statistic, overlap, np.abs(ours - ref).max()))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits()
+    return x.reshape(len(x), -1), y
+
+
+@pytest.mark.parametrize("C", [0.01, 0.1, 1.0])
+def test_matches_sklearn_on_digits(digits, C):
+    x, y = digits
+    q = x[y == 3][:4]
+    pool = x[y != 3][:400]
+    a = agreement(q, pool, C)
+    assert a[:, 0].min() >= 0.999
+    assert a[:, 1].min() >= 0.99
+    assert a[:, 2].max() < 1e-3
+
+
+@pytest.mark.parametrize("C", [0.01, 0.1, 1.0])
+def test_matches_sklearn_on_random(rng, C):
+    q = rng.standard_normal((3, 24)).astype(np.float32)
+    pool = rng.standard_normal((300, 24)).astype(np.float32)
+    a = agreement(q, pool, C)
+    assert a[:, 0].min() >= 0.999
+    assert a[:, 1].min() >= 0.99
+
+
+@pytest.mark.parametrize("C", [0.01, 0.1, 1.0])
+def test_matches_sklearn_on_fashion_mnist(fashion_features, C):
+    x, y = fashion_features
+    q = x[y == 7][:3]
+    pool = x[y == 5][:500]  # same-size pool as a class-conditioned query would see
+    a = agreement(q, pool, C)
+    assert a[:, 0].min() >= 0.999
+    assert a[:, 1].min() >= 0.99
+
+
+def test_hinge_loss(digits):
+    x, y = digits
+    a = agreement(x[y == 1][:3], x[y != 1][:300], 0.1, loss="hinge")
+    assert a[:, 0].min() >= 0.999
+    assert a[:, 1].min() >= 0.99
+
+
+def test_intercept_scaling(digits):
+    x, y = digits
+    q, pool = x[y == 2][:2], x[y != 2][:200]
+    s, i = sa.esvm_topk(q, pool, 200, C=0.1, intercept_scaling=3.0, device="cpu")
+    ref = esvm_ref(q[0], pool, 0.1, intercept_scaling=3.0)
+    ours = np.empty(200)
+    ours[i[0]] = s[0]
+    assert np.abs(ours - ref).max() < 1e-3
+
+
+def test_class_conditioned_pools(rng):
+    q = rng.standard_normal((20, 10)).astype(np.float32)
+    k = rng.standard_normal((301, 10)).astype(np.float32)
+    ql = rng.integers(0, 4, 20)
+    ql[0] = 9  # no key has label 9
+    kl = rng.integers(0, 4, 301)
+    s, i = sa.esvm_topk(q, k, 50, ql, kl, device="cpu")
+    assert np.all(i[0] == -1) and np.all(np.isnan(s[0]))
+    for r in range(1, 20):
+        pool = np.flatnonzero(kl == ql[r])
+        assert set(i[r][i[r] >= 0]) <= set(pool)
+        ref = esvm_ref(q[r], k[pool], 0.1)
+        want = pool[np.argsort(-ref, kind="stable")[:50]]
+        assert len(set(want) & set(i[r])) >= 49
+
+
+@pytest.mark.parametrize("n", [1, 3, 97])
+def test_small_pools_and_k_edges(rng, n):
+    q = rng.standard_normal((3, 5)).astype(np.float32)
+    k = rng.standard_normal((n, 5)).astype(np.float32)
+    for kk in (1, n, n + 2):
+        s, i = sa.esvm_topk(q, k, kk, device="cpu")
+        assert s.shape == (3, kk)
+        got = min(kk, n)
+        assert np.all(i[:, :got] >= 0) and np.all(i[:, got:] == -1)
+        assert np.all(np.diff(s[:, :got], axis=1) <= 0)
+        for r in range(3):
+            ref = esvm_ref(q[r], k, 0.1)
+            assert np.allclose(s[r, :got], np.sort(ref)[::-1][:got], atol=1e-4)
+
+
+def test_float16_and_memmap(rng, tmp_path):
+    q = rng.standard_normal((4, 16)).astype(np.float16)
+    k = rng.standard_normal((200, 16)).astype(np.float16)
+    mm = as_memmap(tmp_path, k)
+    s1, i1 = sa.esvm_topk(q, mm, 30, device="cpu")
+    s2, i2 = sa.esvm_topk(q.astype(np.float32), k.astype(np.float32), 30, device="cpu")
+    assert np.array_equal(i1, i2) and np.allclose(s1, s2)
+
+
+def test_deterministic_and_batch_independent(rng):
+    q = rng.standard_normal((12, 8)).astype(np.float32)
+    k = rng.standard_normal((250, 8)).astype(np.float32)
+    a = sa.esvm_topk(q, k, 40, device="cpu")
+    b = sa.esvm_topk(q, k, 40, device="cpu", n_threads=1)
+    c = sa.esvm_topk(q[5:6], k, 40, device="cpu")
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[0], b[0])
+    assert np.array_equal(a[1][5], c[1][0])
+
+
+def test_convergence_warning(rng):
+    q = rng.standard_normal((2, 8)).astype(np.float32)
+    k = rng.standard_normal((300, 8)).astype(np.float32)
+    with pytest.warns(ConvergenceWarning, match="max_iter=1"):
+        sa.esvm_topk(q, k, 5, max_iter=1, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sa.esvm_topk(q, k, 5, device="cpu")
