@@ -14,7 +14,7 @@ using namespace simattr;
 
 namespace {
 
-SgemmFn g_sgemm = nullptr;  // set once from SciPy's BLAS; nullptr -> portable fallback
+Blas g_blas;  // set once from SciPy's BLAS; null entries -> portable fallbacks
 
 using F32 = py::array_t<float, py::array::c_style>;
 using I64 = py::array_t<int64_t, py::array::c_style>;
@@ -23,9 +23,15 @@ void require(bool ok, const std::string& msg) {
     if (!ok) throw std::invalid_argument(msg);
 }
 
-void set_sgemm(py::capsule cap) {
-    g_sgemm = reinterpret_cast<SgemmFn>(PyCapsule_GetPointer(cap.ptr(), PyCapsule_GetName(cap.ptr())));
-    if (g_sgemm == nullptr) throw py::error_already_set();
+void* capsule_pointer(const py::capsule& cap) {
+    void* p = PyCapsule_GetPointer(cap.ptr(), PyCapsule_GetName(cap.ptr()));
+    if (p == nullptr) throw py::error_already_set();
+    return p;
+}
+
+void set_blas(py::capsule sgemm, py::capsule dgemm) {
+    g_blas.sgemm = reinterpret_cast<SgemmFn>(capsule_pointer(sgemm));
+    g_blas.dgemm = reinterpret_cast<DgemmFn>(capsule_pointer(dgemm));
 }
 
 void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I64& ids,
@@ -44,7 +50,7 @@ void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I6
     require(metric != int(Metric::L2) || sq != nullptr, "topk: L2 needs key_sq_norms");
     py::gil_scoped_release nogil;
     topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, static_cast<Metric>(metric),
-         g_sgemm, acc, row0, n_threads);
+         g_blas.sgemm, acc, row0, n_threads);
 }
 
 py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {
@@ -78,7 +84,7 @@ py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& pool
     {
         py::gil_scoped_release nogil;
         esvm_topk(queries.data(), d, m, pool.data(), d, n, d, pool_ids.data(), query_ids.data(), p,
-                  g_sgemm, acc, row0, n_iter.mutable_data(), converged.mutable_data());
+                  g_blas, acc, row0, n_iter.mutable_data(), converged.mutable_data());
     }
     return py::make_tuple(n_iter, converged);
 }
@@ -87,8 +93,8 @@ py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& pool
 
 PYBIND11_MODULE(_cpu, m) {
     m.doc() = "simattr_fast CPU kernels (see simattr_fast for the public API)";
-    m.def("set_sgemm", &set_sgemm, py::arg("capsule"));
-    m.def("has_sgemm", [] { return g_sgemm != nullptr; });
+    m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"));
+    m.def("has_blas", [] { return g_blas.sgemm != nullptr && g_blas.dgemm != nullptr; });
     py::class_<TopkAccumulator>(m, "TopkAccumulator")
         .def(py::init<int64_t, int64_t>(), py::arg("nq"), py::arg("k"))
         .def_property_readonly("rows", &TopkAccumulator::rows)

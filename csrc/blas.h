@@ -14,6 +14,22 @@ using SgemmFn = void (*)(const char* transa, const char* transb, const int* m, c
                          const float* b, const int* ldb, const float* beta, float* c,
                          const int* ldc);
 
+// Fortran BLAS dgemm, same argument order in double precision.
+using DgemmFn = void (*)(const char* transa, const char* transb, const int* m, const int* n,
+                         const int* k, const double* alpha, const double* a, const int* lda,
+                         const double* b, const int* ldb, const double* beta, double* c,
+                         const int* ldc);
+
+// The BLAS routines the caller injects (either may be null: portable fallbacks are used).
+struct Blas {
+    SgemmFn sgemm = nullptr;
+    DgemmFn dgemm = nullptr;
+};
+
+// Gram matrix of augmented rows: K[i, j] = x_i . x_j + B^2 for row-major x [l, d] (double),
+// K [l, l] row-major. Single-threaded (called from inside parallel loops).
+void gram_aug(DgemmFn dgemm, const double* x, int64_t l, int64_t d, double B, double* K);
+
 // Computes out[i, j] = sum_c a[i, c] * b[j, c]  (out = A B^T) for row-major
 // A [m, d] (row stride lda), B [n, d] (row stride ldb), out [m, n] (row stride ldo).
 // The columns are split over n_threads threads (<= 0: all), each calling sgemm on its

@@ -34,7 +34,7 @@ struct EsvmParams {
 // rows that end up as support vectors.
 void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, int64_t ldp,
                int64_t n, int64_t d, const int64_t* pool_ids, const int64_t* query_ids,
-               const EsvmParams& params, SgemmFn sgemm, TopkAccumulator& acc, int64_t row0,
+               const EsvmParams& params, const Blas& blas, TopkAccumulator& acc, int64_t row0,
                int64_t* n_iter, uint8_t* converged);
 
 }  // namespace simattr

@@ -15,10 +15,10 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @lru_cache(maxsize=None)
 def cpu():
-    """The CPU module, wired to SciPy's BLAS sgemm (the same tuned GEMM SciPy uses)."""
+    """The CPU module, wired to SciPy's BLAS sgemm/dgemm (the same tuned GEMM SciPy uses)."""
     from scipy.linalg import cython_blas
 
-    _cpu.set_sgemm(cython_blas.__pyx_capi__["sgemm"])
+    _cpu.set_blas(cython_blas.__pyx_capi__["sgemm"], cython_blas.__pyx_capi__["dgemm"])
     return _cpu
 
 
