@@ -67,22 +67,29 @@ void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_
     });
 }
 
-void gram_aug(DgemmFn dgemm, const double* x, int64_t l, int64_t d, double B, double* K) {
-    if (dgemm != nullptr && l > 0 && d > 0) {
-        // Row-major K = X X^T is column-major K^T = (X^T)^T X^T with X^T column-major [d, l].
-        const int L = int(l), D = int(d);
+void gram_aug(DgemmFn dgemm, const double* x, int64_t l, int64_t d, int64_t row0, double B, double* K) {
+    const int64_t r = l - row0;
+    if (r <= 0) return;
+    double* block = K + row0 * l;  // rows row0..l, all l columns
+    if (dgemm != nullptr && d > 0) {
+        // Row-major block = X_new X^T is column-major block^T [l, r] = (X^T)^T X_new^T.
+        const int L = int(l), R = int(r), D = int(d);
         const double one = 1.0, zero = 0.0;
-        dgemm("T", "N", &L, &L, &D, &one, x, &D, x, &D, &zero, K, &L);
+        dgemm("T", "N", &L, &R, &D, &one, x, &D, x + row0 * d, &D, &zero, block, &L);
     } else {
-        for (int64_t i = 0; i < l; ++i)
-            for (int64_t j = 0; j <= i; ++j) {
+        for (int64_t i = row0; i < l; ++i)
+            for (int64_t j = 0; j < l; ++j) {
                 double s = 0.0;
                 for (int64_t c = 0; c < d; ++c) s += x[i * d + c] * x[j * d + c];
-                K[i * l + j] = K[j * l + i] = s;
+                K[i * l + j] = s;
             }
     }
     const double b2 = B * B;
-    for (int64_t i = 0; i < l * l; ++i) K[i] += b2;
+    for (int64_t i = row0; i < l; ++i)
+        for (int64_t j = 0; j < l; ++j) {
+            K[i * l + j] += b2;
+            if (j < row0) K[j * l + i] = K[i * l + j];
+        }
 }
 
 }  // namespace simattr

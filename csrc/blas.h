@@ -26,9 +26,11 @@ struct Blas {
     DgemmFn dgemm = nullptr;
 };
 
-// Gram matrix of augmented rows: K[i, j] = x_i . x_j + B^2 for row-major x [l, d] (double),
-// K [l, l] row-major. Single-threaded (called from inside parallel loops).
-void gram_aug(DgemmFn dgemm, const double* x, int64_t l, int64_t d, double B, double* K);
+// Gram matrix of augmented rows, K[i, j] = x_i . x_j + B^2, for row-major x [l, d] (double)
+// and K [l, l] row-major: fills rows row0..l (all columns) and mirrors them into columns
+// row0..l, so a K whose leading row0 x row0 block is already right is extended to l.
+// Single-threaded (called from inside parallel loops).
+void gram_aug(DgemmFn dgemm, const double* x, int64_t l, int64_t d, int64_t row0, double B, double* K);
 
 // Computes out[i, j] = sum_c a[i, c] * b[j, c]  (out = A B^T) for row-major
 // A [m, d] (row stride lda), B [n, d] (row stride ldb), out [m, n] (row stride ldo).

@@ -27,6 +27,8 @@ struct Svm {
     std::vector<double> alpha;    // [1 + ws.size()]: slot 0 the positive, slot t ws[t - 1]
     std::vector<int64_t> ws;      // working set: pool rows whose dual variable is tracked
     std::vector<uint8_t> in_ws;   // [n] membership flags; pool rows outside have alpha 0
+    std::vector<double> K;        // Gram matrix of the slots, valid for the first gram_l
+    int64_t gram_l = 0;
     int64_t iters = 0;
     double round_tol = 0.0;
     bool converged = false;
@@ -44,11 +46,12 @@ struct Problem {
 };
 
 // Gathers {query} U working set into contiguous rows (cache-resident across sweeps) and runs
-// liblinear's sweeps on them, in Gram form when the working set is small.
+// liblinear's sweeps on them, in Gram form when the working set is small. The Gram matrix
+// is kept between rounds and only extended by the rows added since.
 void solve_working_set(const Problem& P, const float* q, Svm& s) {
     const int64_t l = 1 + int64_t(s.ws.size()), d = P.d;
     thread_local std::vector<float> rows;
-    thread_local std::vector<double> xd, K;
+    thread_local std::vector<double> xd;
     rows.resize(size_t(l * d));
     std::copy(q, q + d, rows.begin());
     for (int64_t t = 1; t < l; ++t) {
@@ -59,10 +62,20 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
     DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
     if (l <= kGramMax && l <= 2 * d) {
         xd.assign(rows.begin(), rows.end());
-        K.resize(size_t(l * l));
-        gram_aug(P.dgemm, xd.data(), l, d, P.B, K.data());
-        s.converged = dcd_gram(ws, K.data(), st, s.round_tol, P.p->max_iter);
+        if (s.gram_l > 0 && s.gram_l < l) {  // re-lay the kept block out with the new stride
+            std::vector<double> K2(size_t(l * l));
+            for (int64_t i = 0; i < s.gram_l; ++i)
+                std::copy(s.K.begin() + i * s.gram_l, s.K.begin() + (i + 1) * s.gram_l, K2.begin() + i * l);
+            s.K.swap(K2);
+        } else {
+            s.K.resize(size_t(l * l));
+        }
+        gram_aug(P.dgemm, xd.data(), l, d, s.gram_l, P.B, s.K.data());
+        s.gram_l = l;
+        s.converged = dcd_gram(ws, s.K.data(), st, s.round_tol, P.p->max_iter);
     } else {
+        s.K.clear();
+        s.gram_l = 0;
         s.converged = dcd_primal(ws, st, s.round_tol, P.p->max_iter);
     }
 }
@@ -89,6 +102,7 @@ std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, double m
 // not contribute to w, the sweeps would only shrink them again, and a row that starts to
 // violate later is found again by the next GEMM check. Keeps the Gram matrix small.
 void prune_working_set(Svm& s, const float* f, double keep) {
+    std::vector<int64_t> kept_slots{0};  // slot 0, the positive, always stays
     size_t out = 0;
     for (size_t t = 0; t < s.ws.size(); ++t) {
         const int64_t i = s.ws[t];
@@ -97,12 +111,21 @@ void prune_working_set(Svm& s, const float* f, double keep) {
             s.in_ws[i] = 0;
             continue;
         }
+        kept_slots.push_back(int64_t(t + 1));
         s.ws[out] = i;
         s.alpha[out + 1] = s.alpha[t + 1];
         ++out;
     }
     s.ws.resize(out);
     s.alpha.resize(out + 1);
+    // Keep the cached Gram block of the surviving slots (it only ever covered the old slots).
+    const int64_t old_l = s.gram_l, kl = int64_t(kept_slots.size());
+    if (old_l == 0) return;
+    std::vector<double> K2(size_t(kl * kl));
+    for (int64_t a = 0; a < kl; ++a)
+        for (int64_t b = 0; b < kl; ++b) K2[a * kl + b] = s.K[kept_slots[a] * old_l + kept_slots[b]];
+    s.K.swap(K2);
+    s.gram_l = kl;
 }
 
 void add_to_working_set(Svm& s, const std::vector<int64_t>& rows) {
@@ -142,9 +165,11 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
     }
     max_norm = std::sqrt(max_norm + P.B * P.B);
 
-    // Queries are solved in tiles; a tile's decision values [tile, n] are the only
-    // pool-sized buffer (at most 64 MiB), beside n membership flags per query.
-    const int64_t tile = std::max<int64_t>(1, std::min<int64_t>(m, (int64_t(1) << 24) / n));
+    // Queries are solved in tiles: a tile's decision values [tile, n] (at most 64 MiB), its
+    // membership flags [tile, n] and its cached Gram matrices (at most tile x 32 MiB, usually
+    // well under 1 MiB each) are the only buffers that grow with the pool.
+    const int64_t tile = std::max<int64_t>(
+        1, std::min<int64_t>({m, (int64_t(1) << 24) / n, std::max<int64_t>(64, 8 * resolve_threads(nt))}));
     std::vector<float> F, W32;
     for (int64_t t0 = 0; t0 < m; t0 += tile) {
         const int64_t tm = std::min(tile, m - t0);
