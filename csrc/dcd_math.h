@@ -85,8 +85,15 @@ struct SplitMix64 {
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
         return z ^ (z >> 31);
     }
-    // Uniform-enough integer in [0, bound) for permutations (bound << 2^64).
-    SIMATTR_HD int64_t below(int64_t bound) { return int64_t(next() % uint64_t(bound)); }
+    // Integer in [0, bound) for permutations: the high word of a 64 x 64-bit product
+    // (Lemire's method; a modulo is a slow division, paid once per coordinate per sweep).
+    SIMATTR_HD int64_t below(int64_t bound) {
+#ifdef __CUDA_ARCH__
+        return int64_t(__umul64hi(next(), uint64_t(bound)));
+#else
+        return int64_t((static_cast<unsigned __int128>(next()) * uint64_t(bound)) >> 64);
+#endif
+    }
 };
 
 SIMATTR_HD inline uint64_t query_seed(uint64_t seed, int64_t query_id) {

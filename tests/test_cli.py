@@ -19,8 +19,10 @@ def test_demo_writes_rankings(tmp_path, capsys):
 
 
 def test_cli_error_is_one_line_and_nonzero(tmp_path):
+    # cwd=tmp_path: `python -m` puts the cwd first on sys.path, and from the repository
+    # root that would import the source tree (without its compiled modules).
     p = subprocess.run([sys.executable, "-m", "simattr_fast.cli", "demo", "--k", "-1", "--out", str(tmp_path)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0
     assert "error: --k: expected a positive integer" in p.stderr
