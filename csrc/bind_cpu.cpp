@@ -29,9 +29,11 @@ void* capsule_pointer(const py::capsule& cap) {
     return p;
 }
 
-void set_blas(py::capsule sgemm, py::capsule dgemm) {
+void set_blas(py::capsule sgemm, py::capsule dgemm, py::capsule dpotrf, py::capsule dpotrs) {
     g_blas.sgemm = reinterpret_cast<SgemmFn>(capsule_pointer(sgemm));
     g_blas.dgemm = reinterpret_cast<DgemmFn>(capsule_pointer(dgemm));
+    g_blas.dpotrf = reinterpret_cast<DpotrfFn>(capsule_pointer(dpotrf));
+    g_blas.dpotrs = reinterpret_cast<DpotrsFn>(capsule_pointer(dpotrs));
 }
 
 void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I64& ids,
@@ -93,8 +95,11 @@ py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& pool
 
 PYBIND11_MODULE(_cpu, m) {
     m.doc() = "simattr_fast CPU kernels (see simattr_fast for the public API)";
-    m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"));
-    m.def("has_blas", [] { return g_blas.sgemm != nullptr && g_blas.dgemm != nullptr; });
+    m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("dpotrf"), py::arg("dpotrs"));
+    m.def("has_blas", [] {
+        return g_blas.sgemm != nullptr && g_blas.dgemm != nullptr && g_blas.dpotrf != nullptr &&
+               g_blas.dpotrs != nullptr;
+    });
     py::class_<TopkAccumulator>(m, "TopkAccumulator")
         .def(py::init<int64_t, int64_t>(), py::arg("nq"), py::arg("k"))
         .def_property_readonly("rows", &TopkAccumulator::rows)

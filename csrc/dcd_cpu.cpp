@@ -4,11 +4,15 @@
 #include <cmath>
 #include <vector>
 
+#include "newton.h"
 #include "simd.h"
 
 namespace simattr {
 
 namespace {
+
+// Tolerance at which the Gram-form solver tries a Newton step on the active set.
+constexpr double kNewtonFrom = 3e-1;
 
 // 32 independent partial sums hide the FMA latency (one accumulator chain is latency
 // bound); the summation order is fixed, so results stay deterministic.
@@ -126,8 +130,17 @@ SIMATTR_CLONES bool dcd_primal(const WorkingSet& ws, DcdState& st, double tol, i
 }
 
 SIMATTR_CLONES bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st, double tol,
-                             int64_t max_iter) {
+                             int64_t max_iter, const Blas& blas) {
     GramOracle o(K, ws.l, st.alpha);
+    const bool squared = ws.k.diag_neg > 0.0;
+    // Squared hinge: sweep until the active set settles, then jump to its optimum with a
+    // Newton step; a step that fails (the active set is still moving) is retried after
+    // sweeping ten times tighter. Sweeps at tol always have the last word, so liblinear's
+    // stopping rule decides convergence either way.
+    for (double t = kNewtonFrom; squared && t > tol; t *= 0.1) {
+        if (!sweeps(ws, st, t, max_iter, o)) break;  // max_iter reached
+        if (newton_active_set(blas, K, ws.l, ws.k.diag_pos, ws.k.diag_neg, st.alpha, o.g)) break;
+    }
     const bool ok = sweeps(ws, st, tol, max_iter, o);
     std::fill(st.w, st.w + ws.d + 1, 0.0);
     for (int64_t t = 0; t < ws.l; ++t)

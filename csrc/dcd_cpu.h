@@ -32,6 +32,9 @@ bool dcd_primal(const WorkingSet& ws, DcdState& st, double tol, int64_t max_iter
 
 // Gram form for small working sets: K [l, l] = augmented Gram matrix (gram_aug); keeps the
 // margins g = K (alpha * y) instead of w, so a visit costs O(l). w is rebuilt on exit.
-bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st, double tol, int64_t max_iter);
+// For the squared hinge, a Newton step on the settled active set (newton.h, with blas's
+// LAPACK) replaces the slow tail of the sweeps; the sweeps still decide convergence.
+bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st, double tol, int64_t max_iter,
+              const Blas& blas);
 
 }  // namespace simattr

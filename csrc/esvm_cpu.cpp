@@ -13,8 +13,8 @@ namespace {
 // While the working set is still growing, sweeps stop at a loose tolerance: the exact
 // solution of a working set that is about to change is wasted work. Once no violator is
 // left the round tolerance drops to tol, and rounds repeat until none appears.
-constexpr double kLooseTol = 1e-2;
-constexpr int64_t kInitialWorkingSet = 64;
+constexpr double kLooseTol = 1e-1;
+constexpr int64_t kInitialWorkingSet = 16;
 // Working sets up to this size (and below 2d) use the Gram form: O(l) per visit, K [l, l]
 // in double (32 MiB at most).
 constexpr int64_t kGramMax = 2048;
@@ -42,7 +42,7 @@ struct Problem {
     double B;
     DcdConstants k;
     const EsvmParams* p;
-    DgemmFn dgemm;
+    const Blas* blas;
 };
 
 // Gathers {query} U working set into contiguous rows (cache-resident across sweeps) and runs
@@ -62,17 +62,15 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
     DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
     if (l <= kGramMax && l <= 2 * d) {
         xd.assign(rows.begin(), rows.end());
-        if (s.gram_l > 0 && s.gram_l < l) {  // re-lay the kept block out with the new stride
-            std::vector<double> K2(size_t(l * l));
-            for (int64_t i = 0; i < s.gram_l; ++i)
-                std::copy(s.K.begin() + i * s.gram_l, s.K.begin() + (i + 1) * s.gram_l, K2.begin() + i * l);
-            s.K.swap(K2);
-        } else {
-            s.K.resize(size_t(l * l));
-        }
-        gram_aug(P.dgemm, xd.data(), l, d, s.gram_l, P.B, s.K.data());
+        // Re-lay the kept block out with the wider stride, in place: rows move to higher
+        // addresses, so going from the last row down never overwrites one not yet moved.
+        s.K.resize(size_t(l * l));
+        for (int64_t i = s.gram_l - 1; i > 0; --i)
+            std::copy_backward(s.K.begin() + i * s.gram_l, s.K.begin() + (i + 1) * s.gram_l,
+                               s.K.begin() + i * l + s.gram_l);
+        gram_aug(P.blas->dgemm, xd.data(), l, d, s.gram_l, P.B, s.K.data());
         s.gram_l = l;
-        s.converged = dcd_gram(ws, s.K.data(), st, s.round_tol, P.p->max_iter);
+        s.converged = dcd_gram(ws, s.K.data(), st, s.round_tol, P.p->max_iter, *P.blas);
     } else {
         s.K.clear();
         s.gram_l = 0;
@@ -121,10 +119,11 @@ void prune_working_set(Svm& s, const float* f, double keep) {
     // Keep the cached Gram block of the surviving slots (it only ever covered the old slots).
     const int64_t old_l = s.gram_l, kl = int64_t(kept_slots.size());
     if (old_l == 0) return;
-    std::vector<double> K2(size_t(kl * kl));
+    // In place: entry (a, b) moves from kept[a] * old_l + kept[b] to a * kl + b, never to a
+    // higher address than any entry still to be read (kept[x] >= x, kl <= old_l).
     for (int64_t a = 0; a < kl; ++a)
-        for (int64_t b = 0; b < kl; ++b) K2[a * kl + b] = s.K[kept_slots[a] * old_l + kept_slots[b]];
-    s.K.swap(K2);
+        for (int64_t b = 0; b < kl; ++b) s.K[a * kl + b] = s.K[kept_slots[a] * old_l + kept_slots[b]];
+    s.K.resize(size_t(kl * kl));
     s.gram_l = kl;
 }
 
@@ -156,7 +155,7 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
     if (m == 0 || n == 0) return;
     const int nt = params.n_threads;
     const Problem P{pool, ldp, n, d, params.intercept_scaling,
-                    dcd_constants(params.C, n, params.squared_hinge), &params, blas.dgemm};
+                    dcd_constants(params.C, n, params.squared_hinge), &params, &blas};
     double max_norm = 0.0;
     for (int64_t i = 0; i < n; ++i) {
         double s = 0.0;
@@ -169,7 +168,7 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
     // membership flags [tile, n] and its cached Gram matrices (at most tile x 32 MiB, usually
     // well under 1 MiB each) are the only buffers that grow with the pool.
     const int64_t tile = std::max<int64_t>(
-        1, std::min<int64_t>({m, (int64_t(1) << 24) / n, std::max<int64_t>(64, 8 * resolve_threads(nt))}));
+        1, std::min<int64_t>({m, (int64_t(1) << 24) / n, std::max<int64_t>(256, 8 * resolve_threads(nt))}));
     std::vector<float> F, W32;
     for (int64_t t0 = 0; t0 < m; t0 += tile) {
         const int64_t tm = std::min(tile, m - t0);

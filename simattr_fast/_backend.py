@@ -15,10 +15,12 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @lru_cache(maxsize=None)
 def cpu():
-    """The CPU module, wired to SciPy's BLAS sgemm/dgemm (the same tuned GEMM SciPy uses)."""
-    from scipy.linalg import cython_blas
+    """The CPU module, wired to SciPy's BLAS and LAPACK (sgemm, dgemm, dpotrf, dpotrs): the
+    same tuned routines SciPy uses, with no BLAS dependency at build time."""
+    from scipy.linalg import cython_blas, cython_lapack
 
-    _cpu.set_blas(cython_blas.__pyx_capi__["sgemm"], cython_blas.__pyx_capi__["dgemm"])
+    blas, lapack = cython_blas.__pyx_capi__, cython_lapack.__pyx_capi__
+    _cpu.set_blas(blas["sgemm"], blas["dgemm"], lapack["dpotrf"], lapack["dpotrs"])
     return _cpu
 
 
