@@ -96,6 +96,7 @@ py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& pool
 PYBIND11_MODULE(_cpu, m) {
     m.doc() = "simattr_fast CPU kernels (see simattr_fast for the public API)";
     m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("dpotrf"), py::arg("dpotrs"));
+    m.def("clear_blas", [] { g_blas = Blas{}; }, "Use the portable fallbacks (for tests).");
     m.def("has_blas", [] {
         return g_blas.sgemm != nullptr && g_blas.dgemm != nullptr && g_blas.dpotrf != nullptr &&
                g_blas.dpotrs != nullptr;

@@ -43,25 +43,64 @@ void TopkAccumulator::compact(int64_t row) {
     count_[row] = k_;
 }
 
+// A score such that at least k of s[0, n) are >= it, and as high as cheaply possible: the
+// k-th best estimated from a 1-in-`stride` sample (slightly lowered for safety), checked by
+// counting, with an exact selection as the fallback. Only scores >= `above` are considered
+// (`pass` of them).
+SIMATTR_CLONES float TopkAccumulator::block_floor(const float* s, int64_t n, float above,
+                                                  int64_t pass) const {
+    thread_local std::vector<float> tmp;
+    const int64_t stride = std::max<int64_t>(1, std::min<int64_t>(16, pass / (4 * k_)));
+    if (stride > 1) {
+        tmp.clear();
+        for (int64_t c = 0; c < n; c += stride)
+            if (s[c] >= above) tmp.push_back(s[c]);
+        // Expected rank of the k-th best among the samples is k / stride; aim 25% lower.
+        const int64_t r = std::min<int64_t>(int64_t(tmp.size()) - 1, (5 * k_) / (4 * stride));
+        if (r >= 0) {
+            std::nth_element(tmp.begin(), tmp.begin() + r, tmp.end(), std::greater<float>());
+            const float guess = tmp[r];
+            int64_t m = 0;
+#pragma omp simd reduction(+ : m)
+            for (int64_t c = 0; c < n; ++c) m += (s[c] >= guess);
+            if (m >= k_ && guess >= above) return guess;
+        }
+    }
+    tmp.clear();
+    for (int64_t c = 0; c < n; ++c)
+        if (s[c] >= above) tmp.push_back(s[c]);
+    std::nth_element(tmp.begin(), tmp.begin() + (k_ - 1), tmp.end(), std::greater<float>());
+    return tmp[k_ - 1];  // scores equal to it are kept: ties are resolved by id
+}
+
 SIMATTR_CLONES void TopkAccumulator::push_row(int64_t row, const float* s, const int64_t* ids,
                                               int64_t ncols) {
     constexpr int64_t kChunk = 16;
     Candidate* b = buf_.get() + row * cap_;
     int64_t cnt = count_[row];
     Candidate worst = worst_[row];
+    // A block that would overflow the reservoir (the first block of a row, or a run of keys
+    // better than all seen so far, as when keys are sorted by class) is first cut down to
+    // its own k best: nothing below the block's k-th score can make the final top k. One
+    // selection on bare floats replaces several compactions of the reservoir.
+    float floor_score = worst.score;
+    int64_t pass = 0;
+#pragma omp simd reduction(+ : pass)
+    for (int64_t c = 0; c < ncols; ++c) pass += (s[c] >= floor_score);
+    if (pass > cap_ - cnt && pass > k_) floor_score = block_floor(s, ncols, floor_score, pass);
     int64_t c0 = 0;
     while (c0 < ncols) {
         const int64_t c1 = std::min(ncols, c0 + kChunk);
         // Vectorised pre-filter: once a row holds k candidates almost every chunk of scores
         // lies below the k-th best and is skipped with one SIMD compare.
         int any = 0;
-        const float th = worst.score;
+        const float th = std::max(worst.score, floor_score);
 #pragma omp simd reduction(| : any)
         for (int64_t c = c0; c < c1; ++c) any |= (s[c] >= th);
         if (any) {
             for (int64_t c = c0; c < c1; ++c) {
                 const Candidate cand{s[c], ids[c]};
-                if (!better(cand, worst)) continue;
+                if (s[c] < floor_score || !better(cand, worst)) continue;
                 b[cnt++] = cand;
                 if (cnt == cap_) {
                     count_[row] = cnt;
@@ -101,11 +140,44 @@ void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, int n_thread
     });
 }
 
+namespace {
+
+// L2 ranks by 2 q.x - |x|^2 (the |q|^2 term is the same for the whole row).
+void to_l2(float* tile, int64_t rows, int64_t cols, const float* sq) {
+    for (int64_t r = 0; r < rows; ++r) {
+        float* t = tile + r * cols;
+        for (int64_t c = 0; c < cols; ++c) t[c] = 2.f * t[c] - sq[c];
+    }
+}
+
+}  // namespace
+
 void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
           int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
           SgemmFn sgemm, TopkAccumulator& acc, int64_t row0, int n_threads) {
-    // Score tile of at most tq x tk floats (16 MiB): large enough for GEMM efficiency,
-    // small enough to stay bounded whatever nq and nb are.
+    const int nt = resolve_threads(n_threads);
+    constexpr int64_t kRowTile = 256, kColTile = 1024;
+    if (nq >= 2 * kRowTile * nt) {
+        // Many queries: each thread owns whole query tiles (so accumulator rows are never
+        // shared) and scores them against the block in L2-sized pieces (256 x 1024 floats,
+        // 1 MiB) that it selects from while they are still in cache.
+        const int64_t n_tiles = (nq + kRowTile - 1) / kRowTile;
+        parallel_for(n_tiles, nt, [&](int64_t t) {
+            thread_local std::vector<float> tile;
+            tile.resize(size_t(kRowTile * kColTile));
+            const int64_t q0 = t * kRowTile, qn = std::min(kRowTile, nq - q0);
+            for (int64_t k0 = 0; k0 < nb; k0 += kColTile) {
+                const int64_t kn = std::min(kColTile, nb - k0);
+                gemm_abt(sgemm, queries + q0 * ldq, ldq, keys + k0 * ldk, ldk, tile.data(), kn, qn,
+                         kn, d, 1);
+                if (metric == Metric::L2) to_l2(tile.data(), qn, kn, key_sq_norms + k0);
+                acc.push(row0 + q0, qn, tile.data(), kn, ids + k0, kn, 1);
+            }
+        });
+        return;
+    }
+    // Few queries: split each GEMM over the keys instead, into a bounded shared tile of at
+    // most tq x tk floats (16 MiB).
     constexpr int64_t kTileFloats = int64_t(1) << 22;
     const int64_t tk = std::min<int64_t>(std::max<int64_t>(nb, 1), 8192);
     const int64_t tq = std::max<int64_t>(1, std::min<int64_t>(nq, kTileFloats / tk));
@@ -114,16 +186,11 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
         const int64_t kn = std::min(tk, nb - k0);
         for (int64_t q0 = 0; q0 < nq; q0 += tq) {
             const int64_t qn = std::min(tq, nq - q0);
-            gemm_abt(sgemm, queries + q0 * ldq, ldq, keys + k0 * ldk, ldk, tile, kn, qn,
-                     kn, d, n_threads);
+            gemm_abt(sgemm, queries + q0 * ldq, ldq, keys + k0 * ldk, ldk, tile, kn, qn, kn, d, nt);
             if (metric == Metric::L2) {
-                const float* sq = key_sq_norms + k0;
-                parallel_for(qn, n_threads, [&](int64_t r) {
-                    float* t = tile + r * kn;
-                    for (int64_t c = 0; c < kn; ++c) t[c] = 2.f * t[c] - sq[c];
-                });
+                parallel_for(qn, nt, [&](int64_t r) { to_l2(tile + r * kn, 1, kn, key_sq_norms + k0); });
             }
-            acc.push(row0 + q0, qn, tile, kn, ids + k0, kn, n_threads);
+            acc.push(row0 + q0, qn, tile, kn, ids + k0, kn, nt);
         }
     }
 }

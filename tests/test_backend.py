@@ -46,3 +46,26 @@ def test_same_function_names_in_both_modules():
         pytest.skip("built without CUDA")
     for name in ("topk", "esvm_topk", "TopkAccumulator"):
         assert hasattr(cpu, name) and hasattr(cu, name)
+
+
+def test_portable_fallbacks_without_scipy_blas(rng):
+    """The core's own GEMM / Gram / Cholesky fallbacks give the same rankings."""
+    q = rng.standard_normal((5, 12)).astype(np.float32)
+    k = rng.standard_normal((150, 12)).astype(np.float32)
+    ref_t = sa.topk(q, k, 20, "ip", device="cpu")
+    ref_e = sa.esvm_topk(q, k, 20, device="cpu")
+    q2, k2 = np.abs(q), np.abs(k)  # non-negative: small working sets, Gram + Newton path
+    ref_g = sa.esvm_topk(q2, k2, 20, device="cpu")
+    cpu = _backend.cpu()
+    cpu.clear_blas()
+    try:
+        assert not cpu.has_blas()
+        t = sa.topk(q, k, 20, "ip", device="cpu")
+        e = sa.esvm_topk(q, k, 20, device="cpu")
+        g = sa.esvm_topk(q2, k2, 20, device="cpu")
+    finally:
+        _backend.cpu.cache_clear()
+        assert _backend.cpu().has_blas()
+    assert np.array_equal(t[1], ref_t[1]) and np.allclose(t[0], ref_t[0], atol=1e-5)
+    for a, b in ((e, ref_e), (g, ref_g)):
+        assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0], atol=1e-4)
