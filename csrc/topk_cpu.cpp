@@ -16,12 +16,15 @@ TopkAccumulator::TopkAccumulator(int64_t nq, int64_t k)
              Candidate{-std::numeric_limits<float>::infinity(),
                        std::numeric_limits<int64_t>::max()}) {}
 
-// Keeps the best k of a full reservoir. Selecting on bare floats first (4-byte elements,
-// no tie-break) is several times faster than nth_element on the candidates; the ties at
-// the k-th score are then resolved by id.
+// Empties a full reservoir down to (a little more than) its best k. The cut is estimated
+// from a 1-in-8 sample and checked by counting: everything at or above a score that at least
+// k candidates reach is kept, and that score becomes the row's admission threshold (a
+// conservative one: it never rejects a candidate that could still make the top k). When the
+// estimate misses, the exact cut is taken: nth_element on bare floats, then ties by id.
 void TopkAccumulator::compact(int64_t row) {
     Candidate* b = buf_.get() + row * cap_;
     const int64_t n = count_[row];
+    if (compact_sampled(row)) return;
     thread_local std::vector<float> scores;
     scores.resize(size_t(n));
     for (int64_t i = 0; i < n; ++i) scores[i] = b[i].score;
@@ -47,6 +50,30 @@ void TopkAccumulator::compact(int64_t row) {
 // k-th best estimated from a 1-in-`stride` sample (slightly lowered for safety), checked by
 // counting, with an exact selection as the fallback. Only scores >= `above` are considered
 // (`pass` of them).
+bool TopkAccumulator::compact_sampled(int64_t row) {
+    constexpr int64_t kStride = 8;
+    Candidate* b = buf_.get() + row * cap_;
+    const int64_t n = count_[row];
+    if (k_ < 64 || n < 2 * kStride * 16) return false;  // small rows: the exact cut is cheap
+    thread_local std::vector<float> sample;
+    sample.clear();
+    for (int64_t i = 0; i < n; i += kStride) sample.push_back(b[i].score);
+    // Aim for ~1.1 k kept: few enough to leave room, enough that the check rarely fails.
+    const int64_t r = std::min<int64_t>(int64_t(sample.size()) - 1, (11 * k_) / (10 * kStride));
+    std::nth_element(sample.begin(), sample.begin() + r, sample.end(), std::greater<float>());
+    const float cut = sample[r];
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; ++i) m += (b[i].score >= cut);
+    if (m < k_ || m > cap_ - k_ / 4) return false;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; ++i)
+        if (b[i].score >= cut) b[kept++] = b[i];
+    count_[row] = kept;
+    // Admit scores >= cut from now on (an id of INT64_MAX loses every tie).
+    worst_[row] = Candidate{cut, std::numeric_limits<int64_t>::max()};
+    return true;
+}
+
 SIMATTR_CLONES float TopkAccumulator::block_floor(const float* s, int64_t n, float above,
                                                   int64_t pass) const {
     thread_local std::vector<float> tmp;
@@ -105,7 +132,7 @@ SIMATTR_CLONES void TopkAccumulator::push_row(int64_t row, const float* s, const
                 if (cnt == cap_) {
                     count_[row] = cnt;
                     compact(row);
-                    cnt = k_;
+                    cnt = count_[row];
                     worst = worst_[row];
                 }
             }
