@@ -73,14 +73,7 @@ py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& pool
     require(pool.shape(1) == d && pool_ids.shape(0) == n && query_ids.shape(0) == m,
             "esvm_topk: shape mismatch");
     require(row0 >= 0 && row0 + m <= acc.rows(), "esvm_topk: rows out of range");
-    EsvmParams p;
-    p.C = C;
-    p.squared_hinge = squared_hinge;
-    p.intercept_scaling = intercept_scaling;
-    p.tol = tol;
-    p.max_iter = max_iter;
-    p.seed = seed;
-    p.n_threads = n_threads;
+    const EsvmParams p = esvm_params(C, squared_hinge, intercept_scaling, tol, max_iter, seed, n_threads);
     I64 n_iter({m});
     py::array_t<uint8_t> converged({m});
     {

@@ -60,13 +60,7 @@ py::tuple esvm_topk_py(TopkAccumulatorCuda& acc, uintptr_t q, int qtype, uintptr
                        py::array_t<int64_t, py::array::c_style> query_ids, double C, bool squared_hinge,
                        double intercept_scaling, double tol, int64_t max_iter, uint64_t seed, int64_t row0) {
     if (query_ids.ndim() != 1 || query_ids.shape(0) != m) throw std::invalid_argument("esvm_topk: query_ids must have m entries");
-    EsvmParams p;
-    p.C = C;
-    p.squared_hinge = squared_hinge;
-    p.intercept_scaling = intercept_scaling;
-    p.tol = tol;
-    p.max_iter = max_iter;
-    p.seed = seed;
+    const EsvmParams p = esvm_params(C, squared_hinge, intercept_scaling, tol, max_iter, seed);
     py::array_t<int64_t> n_iter({m});
     py::array_t<uint8_t> converged({m});
     {

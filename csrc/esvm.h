@@ -18,6 +18,19 @@ struct EsvmParams {
     int n_threads = 0;               // <= 0: all available
 };
 
+inline EsvmParams esvm_params(double C, bool squared_hinge, double intercept_scaling, double tol,
+                              int64_t max_iter, uint64_t seed, int n_threads = 0) {
+    EsvmParams p;
+    p.C = C;
+    p.squared_hinge = squared_hinge;
+    p.intercept_scaling = intercept_scaling;
+    p.tol = tol;
+    p.max_iter = max_iter;
+    p.seed = seed;
+    p.n_threads = n_threads;
+    return p;
+}
+
 // Solves one exemplar SVM per query and offers each query's decision values over the pool
 // to `acc` rows row0 .. row0+m.
 //   queries  [m, d] float32, row stride ldq (the positives)

@@ -16,20 +16,25 @@ def _as_torch(obj):
     return obj if isinstance(obj, torch.Tensor) else torch.as_tensor(obj, device="cuda")
 
 
+def check_cuda_inputs(Q: Matrix, K: Matrix) -> None:
+    """What the CUDA kernels need beyond the common checks: 32-bit key ids, and the NaN/Inf
+    check for arrays already on the device (host arrays are checked as they are uploaded)."""
+    if K.rows >= 2**32:
+        raise ValueError(f"keys: the CUDA backend packs key ids in 32 bits; got {K.rows} rows (max 2^32 - 1)")
+    for M in (Q, K):
+        if M.on_device:
+            check_finite_device(M)
+
+
 def check_finite_device(M: Matrix) -> None:
     """NaN/Inf check on the device, naming the first bad row."""
-    t = _as_torch(M.device_obj)
-    bad = (~torch_isfinite_rows(t)).nonzero()
+    import torch
+
+    bad = (~torch.isfinite(_as_torch(M.device_obj)).all(dim=1)).nonzero()
     if bad.numel():
         raise ValueError(
             f"{M.name}: row {int(bad[0])} contains NaN or Inf; clean or drop it before ranking"
         )
-
-
-def torch_isfinite_rows(t):
-    import torch
-
-    return torch.isfinite(t).all(dim=1)
 
 
 def sq_norms(M: Matrix) -> np.ndarray:
@@ -45,7 +50,7 @@ class Uploaded:
     """Device pointer to a matrix: the caller's own device memory, or a checked upload of a
     host array (kept alive by this object)."""
 
-    def __init__(self, cu, M: Matrix, rows: slice | None = None, check: bool = True):
+    def __init__(self, cu, M: Matrix, rows: slice | None = None):
         self.dtype = DTYPE_CODE[M.dtype]
         self.dim = M.dim
         itemsize = M.dtype.itemsize
@@ -55,8 +60,7 @@ class Uploaded:
             self._keep = None
         else:
             raw = M.host if rows is None else M.host[rows]
-            if check:
-                check_finite(M.name, raw, rows.start if rows is not None else 0)
+            check_finite(M.name, raw, rows.start if rows is not None else 0)
             self._keep = cu.DeviceArray(np.ascontiguousarray(raw))
             self.ptr = self._keep.ptr
             release_pages(raw)

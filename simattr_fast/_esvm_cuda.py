@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
-from ._device import Uploaded, check_finite_device, upload_labels
+from ._device import Uploaded, check_cuda_inputs, upload_labels
 
 _DEVICE_BYTES = 8 << 30  # per-class solver state on the device
 
@@ -14,11 +14,7 @@ def esvm_topk_cuda(Q, K, k, ql, kl, params):
     from ._esvm import pools
 
     cu = _backend.cuda()
-    if K.rows >= 2**32:
-        raise ValueError(f"keys: the CUDA backend packs key ids in 32 bits; got {K.rows} rows (max 2^32 - 1)")
-    for M in (Q, K):
-        if M.on_device:
-            check_finite_device(M)
+    check_cuda_inputs(Q, K)
     q, kk = Uploaded(cu, Q), Uploaded(cu, K)
     out_s = np.full((Q.rows, k), np.nan, np.float32)
     out_i = np.full((Q.rows, k), -1, np.int64)

@@ -24,11 +24,12 @@ def check_finite(name: str, block: np.ndarray, row_offset: int, row_ids=None) ->
         raise ValueError(f"{name}: row {row} contains NaN or Inf; clean or drop it before ranking")
 
 
-def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Unit-norm rows (float32); all-zero rows stay zero, so their cosine is 0, not NaN."""
+def normalize_rows(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Unit-norm rows (float32), into `out` when given (may be x itself); all-zero rows stay
+    zero, so their cosine is 0, not NaN."""
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)).astype(np.float32)
     norms[norms == 0] = 1.0
-    return x / norms[:, None]
+    return np.divide(x, norms[:, None], out=out)
 
 
 def prepare_rows(name: str, x: np.ndarray, row_offset: int, metric: str, row_ids=None) -> np.ndarray:
@@ -66,9 +67,7 @@ def key_blocks(name: str, keys: np.ndarray, metric: str, block_rows: int, progre
             kb = raw
         check_finite(name, kb, s)
         if metric == "cosine":
-            norms = np.sqrt(np.einsum("ij,ij->i", kb, kb, dtype=np.float64)).astype(np.float32)
-            norms[norms == 0] = 1.0
-            np.divide(kb, norms[:, None], out=kb)
+            normalize_rows(kb, out=kb)
         yield s, kb
         release_pages(raw)
 

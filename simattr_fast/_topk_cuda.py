@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
-from ._device import Uploaded, check_finite_device, sq_norms, upload_labels
+from ._device import Uploaded, check_cuda_inputs, sq_norms, upload_labels
 
 _METRIC_CODE = {"cosine": 0, "ip": 1, "l2": 2}
 _DEVICE_BYTES = 4 << 30  # running top-k state on the device, per query chunk
@@ -12,11 +12,7 @@ _DEVICE_BYTES = 4 << 30  # running top-k state on the device, per query chunk
 
 def topk_cuda(Q, K, k, metric, ql, kl, block_rows):
     cu = _backend.cuda()
-    if K.rows >= 2**32:
-        raise ValueError(f"keys: the CUDA backend packs key ids in 32 bits; got {K.rows} rows (max 2^32 - 1)")
-    for M in (Q, K):
-        if M.on_device:
-            check_finite_device(M)
+    check_cuda_inputs(Q, K)
     block = min(block_rows, K.rows)
     chunk = max(1, min(Q.rows, (2**31 - 1) // (k + block), _DEVICE_BYTES // (16 * (k + block))))
     out_s = np.empty((Q.rows, k), np.float32)

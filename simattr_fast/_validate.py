@@ -12,10 +12,6 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 METRICS = ("cosine", "ip", "l2")
 
 
-def _fmt_dtype(dt) -> str:
-    return str(np.dtype(dt)) if not hasattr(dt, "is_floating_point") else str(dt)
-
-
 def check_matrix(name: str, shape, dtype, contiguous: bool) -> tuple[int, int]:
     """Checks a [rows, dim] float32/float16 row-major matrix described by shape/dtype."""
     if len(shape) != 2:
@@ -82,16 +78,6 @@ def _labels(name: str, labels, n: int, rows_of: str) -> np.ndarray:
     if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
         raise TypeError(f"{name}: expected an integer dtype, got {a.dtype}")
     return a.astype(np.int64, copy=False)
-
-
-def check_finite_rows(name: str, block: np.ndarray, row_offset: int) -> None:
-    """Raises naming the first row that holds NaN or Inf (row index counted from the full array)."""
-    finite = np.isfinite(block)
-    if not finite.all():
-        bad = int(np.flatnonzero(~finite.all(axis=1))[0])
-        raise ValueError(
-            f"{name}: row {row_offset + bad} contains NaN or Inf; clean or drop it before ranking"
-        )
 
 
 def check_positive(name: str, value, integer: bool = False):
