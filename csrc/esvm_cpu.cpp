@@ -14,7 +14,10 @@ namespace {
 // solution of a working set that is about to change is wasted work. Once no violator is
 // left the round tolerance drops to tol, and rounds repeat until none appears.
 constexpr double kLooseTol = 1e-1;
+// The working set starts from the query's 16 nearest pool rows; each round adds the worst
+// violators, at most max(16, 2 x its size), so it can double while staying small.
 constexpr int64_t kInitialWorkingSet = 16;
+constexpr int64_t kGrowth = 2;
 // Working sets up to this size (and below 2d) use the Gram form: O(l) per visit, K [l, l]
 // in double (32 MiB at most).
 constexpr int64_t kGramMax = 2048;
@@ -208,7 +211,7 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
                 for (double v : s.w) wn += v * v;
                 const double margin = params.tol + 1e-5 * std::sqrt(wn) * max_norm;
                 prune_working_set(s, f, kPruneGradient + margin);
-                const int64_t budget = std::max<int64_t>(kInitialWorkingSet, int64_t(s.ws.size()));
+                const int64_t budget = std::max<int64_t>(kInitialWorkingSet, kGrowth * int64_t(s.ws.size()));
                 const std::vector<int64_t> add = violators(f, s, n, margin, budget);
                 if (add.empty()) {
                     if (s.round_tol <= params.tol && s.converged) {
