@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <cmath>
 #include <limits>
@@ -148,17 +149,53 @@ void TopkAccumulator::push(int64_t row0, int64_t nrows, const float* scores, int
                  [&](int64_t r) { push_row(row0 + r, scores + r * ld, ids, ncols); });
 }
 
+namespace {
+
+// Candidates packed into one uint64 whose ascending order is `better` (score descending,
+// then id ascending), valid for ids < 2^32: sorting 8-byte integers is about twice as fast
+// as sorting 16-byte pairs with a two-field comparison.
+inline uint64_t pack(const Candidate& c) {
+    uint32_t u;
+    const float s = c.score == 0.f ? 0.f : c.score;  // -0 ties with +0, as in `better`
+    std::memcpy(&u, &s, 4);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending floats -> ascending uints
+    return (uint64_t(~u) << 32) | uint64_t(c.id);
+}
+
+inline float unpack_score(uint64_t key) {
+    uint32_t u = ~uint32_t(key >> 32);
+    u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+}  // namespace
+
 void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, int n_threads) {
     parallel_for(nq_, n_threads, [&](int64_t row) {
         Candidate* b = buf_.get() + row * cap_;
         const int64_t n = std::min(count_[row], k_);
         if (count_[row] > k_) std::nth_element(b, b + (k_ - 1), b + count_[row], Better{});
-        std::sort(b, b + n, Better{});
         float* os = out_scores + row * k_;
         int64_t* oi = out_ids + row * k_;
-        for (int64_t j = 0; j < n; ++j) {
-            os[j] = b[j].score;
-            oi[j] = b[j].id;
+        bool small_ids = true;
+        for (int64_t j = 0; j < n; ++j) small_ids &= uint64_t(b[j].id) < (uint64_t(1) << 32);
+        if (small_ids) {
+            thread_local std::vector<uint64_t> keys;
+            keys.resize(size_t(n));
+            for (int64_t j = 0; j < n; ++j) keys[j] = pack(b[j]);
+            std::sort(keys.begin(), keys.end());
+            for (int64_t j = 0; j < n; ++j) {
+                os[j] = unpack_score(keys[j]);
+                oi[j] = int64_t(keys[j] & 0xffffffffu);
+            }
+        } else {
+            std::sort(b, b + n, Better{});
+            for (int64_t j = 0; j < n; ++j) {
+                os[j] = b[j].score;
+                oi[j] = b[j].id;
+            }
         }
         for (int64_t j = n; j < k_; ++j) {
             os[j] = std::numeric_limits<float>::quiet_NaN();

@@ -85,9 +85,11 @@ class ClassGroups:
 def padded(nq: int, k: int, scores: np.ndarray, ids: np.ndarray, rows=None):
     """[nq, k] outputs (score NaN, id -1 where empty) holding `scores`/`ids` in their first
     columns, at `rows` (a permutation) when given."""
+    kk = scores.shape[1]
+    if rows is None and kk == k and scores.shape[0] == nq:
+        return scores, ids  # already full width: no copy
     out_s = np.full((nq, k), np.nan, dtype=np.float32)
     out_i = np.full((nq, k), -1, dtype=np.int64)
-    kk = scores.shape[1]
     if rows is None:
         out_s[:, :kk] = scores
         out_i[:, :kk] = ids
