@@ -60,9 +60,21 @@ py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {
     I64 ids({acc.rows(), acc.k()});
     {
         py::gil_scoped_release nogil;
-        acc.finalize(scores.mutable_data(), ids.mutable_data(), n_threads);
+        acc.finalize(scores.mutable_data(), ids.mutable_data(), nullptr, n_threads);
     }
     return py::make_tuple(scores, ids);
+}
+
+// Writes accumulator row r into row row_map[r] of caller-owned outputs [n_out, k].
+void finalize_into_py(TopkAccumulator& acc, F32& scores, I64& ids, const I64& row_map, int n_threads) {
+    require(scores.ndim() == 2 && ids.ndim() == 2 && scores.shape(1) == acc.k() && ids.shape(1) == acc.k() &&
+                scores.shape(0) == ids.shape(0) && row_map.ndim() == 1 && row_map.shape(0) == acc.rows(),
+            "finalize_into: shape mismatch");
+    const int64_t n_out = scores.shape(0);
+    const int64_t* map = row_map.data();
+    for (int64_t r = 0; r < acc.rows(); ++r) require(map[r] >= 0 && map[r] < n_out, "finalize_into: row_map out of range");
+    py::gil_scoped_release nogil;
+    acc.finalize(scores.mutable_data(), ids.mutable_data(), map, n_threads);
 }
 
 py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& pool, const I64& pool_ids,
@@ -98,7 +110,9 @@ PYBIND11_MODULE(_cpu, m) {
         .def(py::init<int64_t, int64_t>(), py::arg("nq"), py::arg("k"))
         .def_property_readonly("rows", &TopkAccumulator::rows)
         .def_property_readonly("k", &TopkAccumulator::k)
-        .def("finalize", &finalize_py, py::arg("n_threads") = 0);
+        .def("finalize", &finalize_py, py::arg("n_threads") = 0)
+        .def("finalize_into", &finalize_into_py, py::arg("scores").noconvert(), py::arg("ids").noconvert(),
+             py::arg("row_map").noconvert(), py::arg("n_threads") = 0);
     m.def("topk", &topk_py, py::arg("acc"), py::arg("queries").noconvert(), py::arg("keys").noconvert(),
           py::arg("ids").noconvert(), py::arg("key_sq_norms"), py::arg("metric"), py::arg("row0"),
           py::arg("n_threads") = 0);

@@ -43,9 +43,10 @@ public:
     void push(int64_t row0, int64_t nrows, const float* scores, int64_t ld, const int64_t* ids,
               int64_t ncols, int n_threads);
 
-    // Writes the best k per row, best first, into out_scores / out_ids [nq, k] (row-major);
-    // rows with fewer than k candidates are padded with score NaN and id -1.
-    void finalize(float* out_scores, int64_t* out_ids, int n_threads);
+    // Writes the best k per row, best first, into out_scores / out_ids (row-major, k per
+    // row): accumulator row r goes to output row row_map[r], or r when row_map is null.
+    // Rows with fewer than k candidates are padded with score NaN and id -1.
+    void finalize(float* out_scores, int64_t* out_ids, const int64_t* row_map, int n_threads);
 
     // Scratch score tile reused across calls (saves re-faulting fresh pages every block).
     float* scratch(size_t n_floats) {

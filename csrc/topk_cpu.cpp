@@ -172,13 +172,15 @@ inline float unpack_score(uint64_t key) {
 
 }  // namespace
 
-void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, int n_threads) {
+void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, const int64_t* row_map,
+                               int n_threads) {
     parallel_for(nq_, n_threads, [&](int64_t row) {
         Candidate* b = buf_.get() + row * cap_;
         const int64_t n = std::min(count_[row], k_);
         if (count_[row] > k_) std::nth_element(b, b + (k_ - 1), b + count_[row], Better{});
-        float* os = out_scores + row * k_;
-        int64_t* oi = out_ids + row * k_;
+        const int64_t out_row = row_map != nullptr ? row_map[row] : row;
+        float* os = out_scores + out_row * k_;
+        int64_t* oi = out_ids + out_row * k_;
         bool small_ids = true;
         for (int64_t j = 0; j < n; ++j) small_ids &= uint64_t(b[j].id) < (uint64_t(1) << 32);
         if (small_ids) {

@@ -91,7 +91,10 @@ def _topk_cpu(queries, keys, k, metric, ql, kl, nt, block_rows, progress):
     if groups is not None:
         qf = qf[groups.order]
     chunk = max(1, _ACC_BYTES // (32 * k))
-    parts = []
+    # Outputs are written in place, each accumulator row straight to its query's row.
+    out_s = np.empty((nq, k), np.float32)
+    out_i = np.empty((nq, k), np.int64)
+    rows = groups.order if groups is not None else np.arange(nq)
     for c0 in range(0, nq, chunk):
         c1 = min(nq, c0 + chunk)
         acc = cpu.TopkAccumulator(c1 - c0, k)
@@ -102,14 +105,7 @@ def _topk_cpu(queries, keys, k, metric, ql, kl, nt, block_rows, progress):
                 cpu.topk(acc, qf[c0:c1], kb, ids, sq, code, 0, nt)
             else:
                 _push_by_class(cpu, acc, qf, c0, c1, kb, sq, kl[s : s + kb.shape[0]], s, groups, code, nt)
-        parts.append(acc.finalize(nt))
-    # One chunk (the usual case): the kernel's output arrays are returned as they are.
-    out_s = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-    out_i = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
-    if groups is not None:
-        inv = np.empty_like(groups.order)
-        inv[groups.order] = np.arange(nq)
-        out_s, out_i = out_s[inv], out_i[inv]
+        acc.finalize_into(out_s, out_i, np.ascontiguousarray(rows[c0:c1], dtype=np.int64), nt)
     if metric == "l2":
         out_s = np.maximum(qsq[:, None] - out_s, 0.0, where=out_i >= 0, out=out_s)
     return out_s, out_i
