@@ -1,10 +1,11 @@
 // Exact top-k by score, streamed over blocks of keys.
 //
 // Ordering everywhere: a candidate (s1, i1) is better than (s2, i2) when s1 > s2, or when
-// s1 == s2 and i1 < i2 (ties go to the lower key index), so results are deterministic
-// whatever the block sizes and thread counts.
+// s1 == s2 and i1 < i2 (ties go to the lower key index; -0 equals +0), so results are
+// deterministic whatever the block sizes, thread counts and arrival order.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -13,24 +14,33 @@
 
 namespace simattr {
 
-struct Candidate {
-    float score;
-    int64_t id;
-};
+// A candidate packed into one uint64 whose ascending order is "better first": the high 32
+// bits order scores descending, the low 32 bits hold the key id (ids must be < 2^32), so
+// one integer comparison is the whole ordering and a reservoir slot is 8 bytes.
+using Key = uint64_t;
 
-inline bool better(const Candidate& a, const Candidate& b) {
-    return a.score > b.score || (a.score == b.score && a.id < b.id);
+inline Key pack(float score, int64_t id) {
+    uint32_t u;
+    const float s = score == 0.f ? 0.f : score;  // -0 ties with +0
+    std::memcpy(&u, &s, 4);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending floats -> ascending uints
+    return (Key(~u) << 32) | Key(uint32_t(id));
 }
 
-// As a function object so std::nth_element / std::sort inline the comparison.
-struct Better {
-    bool operator()(const Candidate& a, const Candidate& b) const { return better(a, b); }
-};
+inline float unpack_score(Key key) {
+    uint32_t u = ~uint32_t(key >> 32);
+    u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+inline int64_t unpack_id(Key key) { return int64_t(key & 0xffffffffu); }
 
 // Running top-k of `nq` rows. Each row keeps a reservoir of up to 2k candidates; when it
-// fills, nth_element keeps the best k and the k-th becomes a threshold that rejects most
-// later scores with one comparison (amortised O(1) per score, as FAISS's reservoir).
-// Memory: nq * 2k * 16 bytes.
+// fills, it is cut down to (about) its best k and the cut becomes a threshold that rejects
+// most later scores with one comparison (amortised O(1) per score, as FAISS's reservoir).
+// Memory: nq * 2k * 8 bytes. Key ids must be < 2^32.
 class TopkAccumulator {
 public:
     TopkAccumulator(int64_t nq, int64_t k);
@@ -61,9 +71,10 @@ private:
     float block_floor(const float* s, int64_t n, float above, int64_t pass) const;
 
     int64_t nq_, k_, cap_;
-    std::unique_ptr<Candidate[]> buf_;  // [nq, cap]; left uninitialised, pages fault in on use
-    std::vector<int64_t> count_;    // [nq]
-    std::vector<Candidate> worst_;  // [nq], k-th best once a row has been compacted
+    std::unique_ptr<Key[]> buf_;      // [nq, cap]; left uninitialised, pages fault in on use
+    std::vector<int64_t> count_;      // [nq]
+    std::vector<Key> worst_;          // [nq] admission threshold: a candidate must pack below it
+    std::vector<float> worst_score_;  // [nq] its score, for the vectorised pre-filter
     std::vector<float> tile_;
 };
 

@@ -11,70 +11,54 @@
 namespace simattr {
 
 TopkAccumulator::TopkAccumulator(int64_t nq, int64_t k)
-    : nq_(nq), k_(k), cap_(2 * k), buf_(new Candidate[static_cast<size_t>(nq * 2 * k)]),
-      count_(static_cast<size_t>(nq), 0),
-      worst_(static_cast<size_t>(nq),
-             Candidate{-std::numeric_limits<float>::infinity(),
-                       std::numeric_limits<int64_t>::max()}) {}
+    : nq_(nq), k_(k), cap_(2 * k), buf_(new Key[static_cast<size_t>(nq * 2 * k)]),
+      count_(static_cast<size_t>(nq), 0), worst_(static_cast<size_t>(nq), ~Key(0)),
+      worst_score_(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity()) {}
 
 // Empties a full reservoir down to (a little more than) its best k. The cut is estimated
-// from a 1-in-8 sample and checked by counting: everything at or above a score that at least
-// k candidates reach is kept, and that score becomes the row's admission threshold (a
-// conservative one: it never rejects a candidate that could still make the top k). When the
-// estimate misses, the exact cut is taken: nth_element on bare floats, then ties by id.
+// from a 1-in-8 sample and checked by counting: everything that packs at or below a key
+// that at least k candidates reach is kept, and that key becomes the row's admission
+// threshold (a conservative one: it never rejects a candidate that could still make the top
+// k). When the estimate misses, the exact cut is taken with nth_element.
 void TopkAccumulator::compact(int64_t row) {
-    Candidate* b = buf_.get() + row * cap_;
+    Key* b = buf_.get() + row * cap_;
     const int64_t n = count_[row];
-    if (compact_sampled(row)) return;
-    thread_local std::vector<float> scores;
-    scores.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) scores[i] = b[i].score;
-    std::nth_element(scores.begin(), scores.begin() + (k_ - 1), scores.end(), std::greater<float>());
-    const float kth = scores[k_ - 1];
-    int64_t kept = 0, tied = n;  // [0, kept): score > kth; [tied, n): score == kth
-    for (int64_t i = 0; i < n; ++i) {
-        if (b[i].score > kth) {
-            std::swap(b[kept++], b[i]);
-        }
+    if (!compact_sampled(row)) {
+        std::nth_element(b, b + (k_ - 1), b + n);
+        worst_[row] = b[k_ - 1];
+        count_[row] = k_;
     }
-    for (int64_t i = n - 1; i >= kept; --i) {
-        if (b[i].score == kth) std::swap(b[--tied], b[i]);
-    }
-    // kept < k <= kept + (n - tied): fill the rest with the lowest-id ties.
-    std::nth_element(b + tied, b + tied + (k_ - kept - 1), b + n, Better{});
-    for (int64_t j = 0; j < k_ - kept; ++j) b[kept + j] = b[tied + j];
-    worst_[row] = b[k_ - 1];
-    count_[row] = k_;
+    worst_score_[row] = unpack_score(worst_[row]);
+}
+
+bool TopkAccumulator::compact_sampled(int64_t row) {
+    constexpr int64_t kStride = 8;
+    Key* b = buf_.get() + row * cap_;
+    const int64_t n = count_[row];
+    if (k_ < 64 || n < 2 * kStride * 16) return false;  // small rows: the exact cut is cheap
+    thread_local std::vector<Key> sample;
+    sample.clear();
+    for (int64_t i = 0; i < n; i += kStride) sample.push_back(b[i]);
+    // Aim for ~1.1 k kept: few enough to leave room, enough that the check rarely fails.
+    const int64_t r = std::min<int64_t>(int64_t(sample.size()) - 1, (11 * k_) / (10 * kStride));
+    std::nth_element(sample.begin(), sample.begin() + r, sample.end());
+    const Key cut = sample[r];
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; ++i) m += (b[i] <= cut);
+    if (m < k_ || m > cap_ - k_ / 4) return false;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; ++i)
+        if (b[i] <= cut) b[kept++] = b[i];
+    count_[row] = kept;
+    // Ids are unique, so no later candidate packs equal to the cut: admit those below it.
+    worst_[row] = cut;
+    return true;
 }
 
 // A score such that at least k of s[0, n) are >= it, and as high as cheaply possible: the
 // k-th best estimated from a 1-in-`stride` sample (slightly lowered for safety), checked by
 // counting, with an exact selection as the fallback. Only scores >= `above` are considered
 // (`pass` of them).
-bool TopkAccumulator::compact_sampled(int64_t row) {
-    constexpr int64_t kStride = 8;
-    Candidate* b = buf_.get() + row * cap_;
-    const int64_t n = count_[row];
-    if (k_ < 64 || n < 2 * kStride * 16) return false;  // small rows: the exact cut is cheap
-    thread_local std::vector<float> sample;
-    sample.clear();
-    for (int64_t i = 0; i < n; i += kStride) sample.push_back(b[i].score);
-    // Aim for ~1.1 k kept: few enough to leave room, enough that the check rarely fails.
-    const int64_t r = std::min<int64_t>(int64_t(sample.size()) - 1, (11 * k_) / (10 * kStride));
-    std::nth_element(sample.begin(), sample.begin() + r, sample.end(), std::greater<float>());
-    const float cut = sample[r];
-    int64_t m = 0;
-    for (int64_t i = 0; i < n; ++i) m += (b[i].score >= cut);
-    if (m < k_ || m > cap_ - k_ / 4) return false;
-    int64_t kept = 0;
-    for (int64_t i = 0; i < n; ++i)
-        if (b[i].score >= cut) b[kept++] = b[i];
-    count_[row] = kept;
-    // Admit scores >= cut from now on (an id of INT64_MAX loses every tie).
-    worst_[row] = Candidate{cut, std::numeric_limits<int64_t>::max()};
-    return true;
-}
-
 SIMATTR_CLONES float TopkAccumulator::block_floor(const float* s, int64_t n, float above,
                                                   int64_t pass) const {
     thread_local std::vector<float> tmp;
@@ -104,14 +88,15 @@ SIMATTR_CLONES float TopkAccumulator::block_floor(const float* s, int64_t n, flo
 SIMATTR_CLONES void TopkAccumulator::push_row(int64_t row, const float* s, const int64_t* ids,
                                               int64_t ncols) {
     constexpr int64_t kChunk = 16;
-    Candidate* b = buf_.get() + row * cap_;
+    Key* b = buf_.get() + row * cap_;
     int64_t cnt = count_[row];
-    Candidate worst = worst_[row];
+    Key worst = worst_[row];
+    float worst_score = worst_score_[row];
     // A block that would overflow the reservoir (the first block of a row, or a run of keys
     // better than all seen so far, as when keys are sorted by class) is first cut down to
     // its own k best: nothing below the block's k-th score can make the final top k. One
     // selection on bare floats replaces several compactions of the reservoir.
-    float floor_score = worst.score;
+    float floor_score = worst_score;
     int64_t pass = 0;
 #pragma omp simd reduction(+ : pass)
     for (int64_t c = 0; c < ncols; ++c) pass += (s[c] >= floor_score);
@@ -120,21 +105,23 @@ SIMATTR_CLONES void TopkAccumulator::push_row(int64_t row, const float* s, const
     while (c0 < ncols) {
         const int64_t c1 = std::min(ncols, c0 + kChunk);
         // Vectorised pre-filter: once a row holds k candidates almost every chunk of scores
-        // lies below the k-th best and is skipped with one SIMD compare.
+        // lies below the threshold and is skipped with one SIMD compare.
         int any = 0;
-        const float th = std::max(worst.score, floor_score);
+        const float th = std::max(worst_score, floor_score);
 #pragma omp simd reduction(| : any)
         for (int64_t c = c0; c < c1; ++c) any |= (s[c] >= th);
         if (any) {
             for (int64_t c = c0; c < c1; ++c) {
-                const Candidate cand{s[c], ids[c]};
-                if (s[c] < floor_score || !better(cand, worst)) continue;
-                b[cnt++] = cand;
+                if (s[c] < floor_score) continue;
+                const Key key = pack(s[c], ids[c]);
+                if (key >= worst) continue;
+                b[cnt++] = key;
                 if (cnt == cap_) {
                     count_[row] = cnt;
                     compact(row);
                     cnt = count_[row];
                     worst = worst_[row];
+                    worst_score = worst_score_[row];
                 }
             }
         }
@@ -149,55 +136,19 @@ void TopkAccumulator::push(int64_t row0, int64_t nrows, const float* scores, int
                  [&](int64_t r) { push_row(row0 + r, scores + r * ld, ids, ncols); });
 }
 
-namespace {
-
-// Candidates packed into one uint64 whose ascending order is `better` (score descending,
-// then id ascending), valid for ids < 2^32: sorting 8-byte integers is about twice as fast
-// as sorting 16-byte pairs with a two-field comparison.
-inline uint64_t pack(const Candidate& c) {
-    uint32_t u;
-    const float s = c.score == 0.f ? 0.f : c.score;  // -0 ties with +0, as in `better`
-    std::memcpy(&u, &s, 4);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending floats -> ascending uints
-    return (uint64_t(~u) << 32) | uint64_t(c.id);
-}
-
-inline float unpack_score(uint64_t key) {
-    uint32_t u = ~uint32_t(key >> 32);
-    u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-
-}  // namespace
-
 void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, const int64_t* row_map,
                                int n_threads) {
     parallel_for(nq_, n_threads, [&](int64_t row) {
-        Candidate* b = buf_.get() + row * cap_;
+        Key* b = buf_.get() + row * cap_;
         const int64_t n = std::min(count_[row], k_);
-        if (count_[row] > k_) std::nth_element(b, b + (k_ - 1), b + count_[row], Better{});
+        if (count_[row] > k_) std::nth_element(b, b + (k_ - 1), b + count_[row]);
+        std::sort(b, b + n);
         const int64_t out_row = row_map != nullptr ? row_map[row] : row;
         float* os = out_scores + out_row * k_;
         int64_t* oi = out_ids + out_row * k_;
-        bool small_ids = true;
-        for (int64_t j = 0; j < n; ++j) small_ids &= uint64_t(b[j].id) < (uint64_t(1) << 32);
-        if (small_ids) {
-            thread_local std::vector<uint64_t> keys;
-            keys.resize(size_t(n));
-            for (int64_t j = 0; j < n; ++j) keys[j] = pack(b[j]);
-            std::sort(keys.begin(), keys.end());
-            for (int64_t j = 0; j < n; ++j) {
-                os[j] = unpack_score(keys[j]);
-                oi[j] = int64_t(keys[j] & 0xffffffffu);
-            }
-        } else {
-            std::sort(b, b + n, Better{});
-            for (int64_t j = 0; j < n; ++j) {
-                os[j] = b[j].score;
-                oi[j] = b[j].id;
-            }
+        for (int64_t j = 0; j < n; ++j) {
+            os[j] = unpack_score(b[j]);
+            oi[j] = unpack_id(b[j]);
         }
         for (int64_t j = n; j < k_; ++j) {
             os[j] = std::numeric_limits<float>::quiet_NaN();

@@ -50,6 +50,20 @@ def _from_cai(name: str, obj, cai: dict) -> Matrix:
     return Matrix(name, rows, dim, dtype, device_ptr=int(cai["data"][0]), device_obj=obj)
 
 
+MAX_KEYS = 2**32 - 1  # the kernels pack a key's index into 32 bits
+
+
+def as_keys(x) -> Matrix:
+    """as_matrix for the keys argument, which may hold at most MAX_KEYS rows."""
+    K = as_matrix("keys", x)
+    if K.rows > MAX_KEYS:
+        raise ValueError(
+            f"keys: expected at most {MAX_KEYS} rows (indices are packed in 32 bits), got {K.rows}; "
+            f"split the keys and merge the rankings"
+        )
+    return K
+
+
 def as_matrix(name: str, x) -> Matrix:
     """Describes `x` without copying it. Raises TypeError/ValueError naming `name`."""
     if x is None:

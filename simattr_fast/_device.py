@@ -17,10 +17,8 @@ def _as_torch(obj):
 
 
 def check_cuda_inputs(Q: Matrix, K: Matrix) -> None:
-    """What the CUDA kernels need beyond the common checks: 32-bit key ids, and the NaN/Inf
-    check for arrays already on the device (host arrays are checked as they are uploaded)."""
-    if K.rows >= 2**32:
-        raise ValueError(f"keys: the CUDA backend packs key ids in 32 bits; got {K.rows} rows (max 2^32 - 1)")
+    """The NaN/Inf check for arrays already on the device (host arrays are checked as they
+    are uploaded)."""
     for M in (Q, K):
         if M.on_device:
             check_finite_device(M)

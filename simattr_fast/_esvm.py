@@ -8,7 +8,7 @@ from sklearn.exceptions import ConvergenceWarning
 from tqdm.auto import tqdm
 
 from . import _backend
-from ._arrays import as_matrix
+from ._arrays import as_keys, as_matrix
 from ._stream import ClassGroups, padded, prepare_rows
 from ._validate import check_k, check_labels, check_positive
 
@@ -38,7 +38,7 @@ def esvm_topk(queries, keys, k, query_labels=None, key_labels=None, C=0.1,
     SVMs reach ``max_iter`` sweeps before ``tol``.
     """
     Q = as_matrix("queries", queries)
-    K = as_matrix("keys", keys)
+    K = as_keys(keys)
     if K.dim != Q.dim:
         raise ValueError(
             f"keys: expected {Q.dim} columns to match queries, got {K.dim} (shape {K.rows}x{K.dim})"

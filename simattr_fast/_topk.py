@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backend
-from ._arrays import as_matrix
+from ._arrays import as_keys, as_matrix
 from ._stream import ClassGroups, block_rows_for, key_blocks, padded, prepare_rows
 from ._validate import check_k, check_labels, check_metric
 
 _METRIC_CODE = {"cosine": 0, "ip": 1, "l2": 2}
-# Accumulator memory per query row is 2k candidates of 16 bytes; queries are processed in
+# Accumulator memory per query row is 2k candidates of 8 bytes; queries are processed in
 # chunks that keep it under this bound (each chunk streams the keys once).
 _ACC_BYTES = 1 << 30
 
@@ -23,9 +23,9 @@ def topk(queries, keys, k, metric="cosine", query_labels=None, key_labels=None, 
     queries : array [nq, d], float32 or float16 (NumPy, memmap, torch, cupy)
     keys : array [n, d], float32 or float16. An ``np.memmap`` may be far larger than RAM:
         it is streamed in blocks of ``block_rows`` rows, holding about
-        ``block_rows * d * 8`` bytes of keys (a float32 copy and its normalised copy), plus
-        ``nq * 2 * min(k, n) * 16`` bytes of running top-k state (capped at 1 GiB by
-        processing queries in chunks), plus the outputs.
+        ``block_rows * d * 4`` bytes of keys (one reused float32 buffer), plus
+        ``nq * 2 * min(k, n) * 8`` bytes of running top-k state (capped at 1 GiB by
+        processing queries in chunks), plus the outputs. At most 2^32 - 1 keys.
     k : int >= 1. May equal (or exceed) the pool; rows with fewer candidates are padded.
     metric : "cosine" | "ip" | "l2". cosine and ip rank descending, l2 (squared Euclidean
         distance) ascending.
@@ -45,7 +45,7 @@ def topk(queries, keys, k, metric="cosine", query_labels=None, key_labels=None, 
         has fewer than k keys. Ties go to the lower key index.
     """
     Q = as_matrix("queries", queries)
-    K = as_matrix("keys", keys)
+    K = as_keys(keys)
     if K.dim != Q.dim:
         raise ValueError(
             f"keys: expected {Q.dim} columns to match queries, got {K.dim} (shape {K.rows}x{K.dim})"
@@ -90,7 +90,7 @@ def _topk_cpu(queries, keys, k, metric, ql, kl, nt, block_rows, progress):
     groups = ClassGroups(ql) if ql is not None else None
     if groups is not None:
         qf = qf[groups.order]
-    chunk = max(1, _ACC_BYTES // (32 * k))
+    chunk = max(1, _ACC_BYTES // (16 * k))
     # Outputs are written in place, each accumulator row straight to its query's row.
     out_s = np.empty((nq, k), np.float32)
     out_i = np.empty((nq, k), np.int64)
