@@ -124,3 +124,11 @@ def test_esvm_parameters(kw, exc, msg):
 def test_empty_class_gives_padded_row_not_crash():
     s, i = sa.topk(Q, K, 3, "ip", query_labels=np.array([0, 1, 2, 0]), key_labels=np.zeros(10, int), device="cpu")
     assert np.all(i[1:3] == -1) and np.all(np.isnan(s[1:3])) and np.all(i[[0, 3]] >= 0)
+
+
+@pytest.mark.parametrize("f", FUNCS)
+def test_too_many_keys(f, tmp_path):
+    # A sparse file: 2^32 rows x 1 float16 column, never read (the check comes first).
+    big = np.memmap(tmp_path / "big.f16", dtype=np.float16, mode="w+", shape=(2**32, 1))
+    with pytest.raises(ValueError, match=r"keys: expected at most 4294967295 rows .* got 4294967296"):
+        f(np.ones((2, 1), np.float32), big, 1)
