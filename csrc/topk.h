@@ -5,37 +5,14 @@
 // deterministic whatever the block sizes, thread counts and arrival order.
 #pragma once
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <vector>
 
 #include "blas.h"
+#include "packed_key.h"
 #include "views.h"
 
 namespace simattr {
-
-// A candidate packed into one uint64 whose ascending order is "better first": the high 32
-// bits order scores descending, the low 32 bits hold the key id (ids must be < 2^32), so
-// one integer comparison is the whole ordering and a reservoir slot is 8 bytes.
-using Key = uint64_t;
-
-inline Key pack(float score, int64_t id) {
-    uint32_t u;
-    const float s = score == 0.f ? 0.f : score;  // -0 ties with +0
-    std::memcpy(&u, &s, 4);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending floats -> ascending uints
-    return (Key(~u) << 32) | Key(uint32_t(id));
-}
-
-inline float unpack_score(Key key) {
-    uint32_t u = ~uint32_t(key >> 32);
-    u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-
-inline int64_t unpack_id(Key key) { return int64_t(key & 0xffffffffu); }
 
 // Running top-k of `nq` rows. Each row keeps a reservoir of up to 2k candidates; when it
 // fills, it is cut down to (about) its best k and the cut becomes a threshold that rejects

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "packed_key.h"
 #include "topk_cuda.h"
 
 namespace simattr::cuda {
@@ -18,19 +19,6 @@ constexpr int kThreads = 256; // 16 x 16 threads, 4 x 4 outputs each
 __device__ __forceinline__ float load(const void* p, DType t, int64_t i) {
     return t == DType::F32 ? static_cast<const float*>(p)[i]
                            : __half2float(static_cast<const __half*>(p)[i]);
-}
-
-// Ascending uint64 order == descending score, then ascending id.
-__device__ __forceinline__ unsigned long long encode(float s, int64_t id) {
-    unsigned int u = __float_as_uint(s);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending float -> ascending uint
-    return (static_cast<unsigned long long>(~u) << 32) | static_cast<unsigned int>(id);
-}
-
-__device__ __forceinline__ float decode_score(unsigned long long key) {
-    unsigned int u = ~static_cast<unsigned int>(key >> 32);
-    u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
-    return __uint_as_float(u);
 }
 
 __device__ __forceinline__ void offer(unsigned long long key, int64_t row, int64_t cap,
@@ -102,7 +90,7 @@ __global__ void fused_scores(const void* q, DType qt, const void* k, DType kt, i
             } else if (metric == Metric::L2) {
                 s = 2.f * s - ksq[c];
             }
-            offer(encode(s, id0 + c), r, cap, buf, count, thresh);
+            offer(pack(s, id0 + c), r, cap, buf, count, thresh);
         }
     }
 }
@@ -114,7 +102,7 @@ __global__ void offer_scores(const float* scores, int64_t row0, int64_t nrows, i
     if (r >= nrows) return;
     for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < ncols;
          c += int64_t(gridDim.x) * blockDim.x)
-        offer(encode(scores[r * ncols + c], ids[c]), row0 + r, cap, buf, count, thresh);
+        offer(pack(scores[r * ncols + c], ids[c]), row0 + r, cap, buf, count, thresh);
 }
 
 __global__ void segment_bounds(const unsigned int* count, int64_t nq, int64_t cap, int* begin,
@@ -146,8 +134,8 @@ __global__ void decode_rows(const unsigned long long* buf, const unsigned int* c
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
         if (j < n) {
             const unsigned long long key = buf[r * cap + j];
-            scores[r * k + j] = decode_score(key);
-            ids[r * k + j] = static_cast<int64_t>(key & 0xffffffffull);
+            scores[r * k + j] = unpack_score(key);
+            ids[r * k + j] = unpack_id(key);
         } else {
             scores[r * k + j] = __int_as_float(0x7fc00000);  // quiet NaN
             ids[r * k + j] = -1;

@@ -1,9 +1,8 @@
 // CUDA exact top-k: a tiled matrix product fused with per-query candidate filtering, and a
 // segmented sort that keeps each query's best k between blocks of keys.
 //
-// Candidates are packed into one uint64: the high 32 bits order scores descending, the low
-// 32 bits hold the key id, so ascending keys mean "best first, ties to the lower id" (the
-// CPU order). Key ids must therefore be < 2^32.
+// Candidates are packed into one uint64 (packed_key.h, shared with the CPU), so ascending
+// keys mean "best first, ties to the lower id". Key ids must therefore be < 2^32.
 #pragma once
 #include <cstdint>
 
@@ -15,7 +14,7 @@ namespace simattr::cuda {
 class TopkAccumulatorCuda {
 public:
     // nq rows, best k each; every push offers at most max_cols candidates per row.
-    // Device memory: about nq * (k + max_cols) * 16 bytes.
+    // Device memory: about nq * (k + max_cols) * 16 bytes (a buffer and its sorted copy).
     TopkAccumulatorCuda(int64_t nq, int64_t k, int64_t max_cols);
 
     int64_t rows() const { return nq_; }
