@@ -98,12 +98,15 @@ def release_pages(block: np.ndarray) -> None:
     """Drops the pages of a file-backed memmap slice from this process's resident set.
 
     Reading a memmap maps its pages into the process; without this, streaming a file far
-    larger than RAM would show the whole file in RSS. MADV_DONTNEED on a shared read-only
-    file mapping only unmaps (the data stays in the file and the page cache).
+    larger than RAM would show the whole file in RSS. MADV_DONTNEED on a shared file
+    mapping only unmaps (the data stays in the file and the page cache); private
+    copy-on-write mappings are left alone.
     """
     mm = getattr(block, "_mmap", None)
     if not isinstance(mm, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
         return
+    if getattr(block, "mode", None) not in ("r", "r+", "w+"):
+        return  # copy-on-write ('c'): dropping pages would discard the caller's edits
     if block.base is None or not block.flags.c_contiguous or block.nbytes == 0:
         return
     # Address of the mapping start, from the memmap chain's base buffer.

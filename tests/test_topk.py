@@ -144,3 +144,13 @@ def test_scores_ref_sanity(rng):
     q = np.array([[0.0, 0.0]], np.float32)
     k = np.array([[3.0, 4.0]], np.float32)
     assert scores_ref(q, k, "l2")[0, 0] == -25.0
+
+
+def test_copy_on_write_memmap_keeps_callers_edits(rng, tmp_path):
+    k = rng.standard_normal((20000, 8)).astype(np.float32)  # blocks of 40 pages each
+    np.save(tmp_path / "k.npy", k)
+    mm = np.load(tmp_path / "k.npy", mmap_mode="c")
+    mm[:] = 1.0  # private edits, not in the file
+    q = np.ones((2, 8), np.float32)
+    sa.topk(q, mm, 5, "ip", device="cpu", block_rows=5000)
+    assert np.all(np.asarray(mm) == 1.0)
