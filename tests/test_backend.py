@@ -69,3 +69,30 @@ def test_portable_fallbacks_without_scipy_blas(rng):
     assert np.array_equal(t[1], ref_t[1]) and np.allclose(t[0], ref_t[0], atol=1e-5)
     for a, b in ((e, ref_e), (g, ref_g)):
         assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("fn", ["topk", "esvm_topk"])
+def test_kernels_release_the_gil(rng, fn):
+    """Python code keeps running on another thread while a kernel works."""
+    import threading
+
+    q = rng.standard_normal((400, 64)).astype(np.float32)
+    k = rng.standard_normal((20000, 64)).astype(np.float32)
+    done = threading.Event()
+    ticks = []
+
+    def work():
+        for _ in range(3):
+            if fn == "topk":
+                sa.topk(q, k, 50, device="cpu", n_threads=1)
+            else:
+                sa.esvm_topk(q[:100], k[:5000], 50, device="cpu", n_threads=1)
+        done.set()
+
+    t = threading.Thread(target=work)
+    t.start()
+    while not done.is_set():
+        ticks.append(1)  # pure Python: only runs while the worker does not hold the GIL
+        done.wait(0.001)
+    t.join()
+    assert len(ticks) > 50
