@@ -51,12 +51,9 @@ SIMATTR_INLINE bool sweeps(const WorkingSet& ws, DcdState& st, double tol, int64
         for (int64_t t = 0; t < active; ++t) std::swap(index[t], index[t + st.rng->below(active - t)]);
         for (int64_t t = 0; t < active; ++t) {
             const int64_t slot = index[t];
-            const bool pos = slot == 0;
-            const double y = pos ? 1.0 : -1.0;
-            const double diag = pos ? ws.k.diag_pos : ws.k.diag_neg;
-            const double upper = pos ? ws.k.upper_pos : ws.k.upper_neg;
+            const double upper = ws.k.upper(slot);
             double& alpha = st.alpha[slot];
-            const double G = y * o.margin(slot) - 1.0 + diag * alpha;
+            const double G = ws.k.gradient(slot, o.margin(slot), alpha);
             double pg;
             if (dcd_visit(G, alpha, upper, pg_max_old, pg_min_old, &pg) == DcdAction::Shrink) {
                 --active;
@@ -68,8 +65,8 @@ SIMATTR_INLINE bool sweeps(const WorkingSet& ws, DcdState& st, double tol, int64
             pg_min_new = std::min(pg_min_new, pg);
             if (std::fabs(pg) > 1e-12) {
                 const double old = alpha;
-                alpha = dcd_step(alpha, G, o.qd(slot) + diag, upper);
-                o.update(slot, (alpha - old) * y);
+                alpha = dcd_step(alpha, G, o.qd(slot) + ws.k.diag(slot), upper);
+                o.update(slot, (alpha - old) * slot_y(slot));
             }
         }
         ++*st.iters;
@@ -106,11 +103,8 @@ struct GramOracle {
     const double* K;
     int64_t l;
     std::vector<double> g;  // g[t] = w . x~_t
-    GramOracle(const double* K_, int64_t l_, const double* alpha) : K(K_), l(l_), g(l_, 0.0) {
-        for (int64_t u = 0; u < l; ++u) {
-            const double a = alpha[u] * (u == 0 ? 1.0 : -1.0);
-            if (a != 0.0) update(u, a);
-        }
+    GramOracle(const double* K_, int64_t l_, const double* alpha) : K(K_), l(l_), g(l_) {
+        gram_margins(K, l, alpha, g.data());
     }
     SIMATTR_INLINE double margin(int64_t t) const { return g[t]; }
     SIMATTR_INLINE double qd(int64_t t) const { return K[t * l + t]; }
@@ -123,6 +117,16 @@ struct GramOracle {
 };
 
 }  // namespace
+
+void gram_margins(const double* K, int64_t l, const double* alpha, double* g) {
+    std::fill(g, g + l, 0.0);
+    for (int64_t u = 0; u < l; ++u) {
+        const double c = alpha[u] * slot_y(u);
+        if (c == 0.0) continue;
+        const double* row = K + u * l;  // K is symmetric: row u is column u
+        for (int64_t t = 0; t < l; ++t) g[t] += c * row[t];
+    }
+}
 
 SIMATTR_CLONES bool dcd_primal(const WorkingSet& ws, DcdState& st, double tol, int64_t max_iter) {
     PrimalOracle o(ws, st.w);
@@ -139,12 +143,12 @@ SIMATTR_CLONES bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st
     // stopping rule decides convergence either way.
     for (double t = kNewtonFrom; squared && t > tol; t *= 0.1) {
         if (!sweeps(ws, st, t, max_iter, o)) break;  // max_iter reached
-        if (newton_active_set(blas, K, ws.l, ws.k.diag_pos, ws.k.diag_neg, st.alpha, o.g)) break;
+        if (newton_active_set(blas, K, ws.l, ws.k, st.alpha, o.g)) break;
     }
     const bool ok = sweeps(ws, st, tol, max_iter, o);
     std::fill(st.w, st.w + ws.d + 1, 0.0);
     for (int64_t t = 0; t < ws.l; ++t)
-        if (st.alpha[t] != 0.0) axpy_aug(st.w, st.alpha[t] * (t == 0 ? 1.0 : -1.0), ws.rows + t * ws.d, ws.d, ws.B);
+        if (st.alpha[t] != 0.0) axpy_aug(st.w, st.alpha[t] * slot_y(t), ws.rows + t * ws.d, ws.d, ws.B);
     return ok;
 }
 

@@ -27,6 +27,9 @@ struct DcdState {
     int64_t* iters;
 };
 
+// Margins in Gram form: g [l] = K (alpha * y), for K [l, l] symmetric.
+void gram_margins(const double* K, int64_t l, const double* alpha, double* g);
+
 // Primal form: w is updated in place; a visit costs O(d).
 bool dcd_primal(const WorkingSet& ws, DcdState& st, double tol, int64_t max_iter);
 

@@ -18,9 +18,19 @@ namespace simattr {
 // Per-class dual constants. class_weight='balanced' with one positive and n negatives gives
 // C_pos = C (n+1) / 2 and C_neg = C (n+1) / (2n).
 // Squared hinge: upper bound +inf and diagonal 1 / (2 C_i). Hinge: upper bound C_i, diagonal 0.
+// Slots: slot 0 is the positive (the query, y = +1), every other slot a negative (y = -1).
+SIMATTR_HD inline double slot_y(int64_t slot) { return slot == 0 ? 1.0 : -1.0; }
+
 struct DcdConstants {
     double diag_pos, diag_neg;
     double upper_pos, upper_neg;
+
+    SIMATTR_HD double diag(int64_t slot) const { return slot == 0 ? diag_pos : diag_neg; }
+    SIMATTR_HD double upper(int64_t slot) const { return slot == 0 ? upper_pos : upper_neg; }
+    // The dual gradient G = y w.x - 1 + diag alpha, from the margin w.x (bias included).
+    SIMATTR_HD double gradient(int64_t slot, double margin, double alpha) const {
+        return slot_y(slot) * margin - 1.0 + diag(slot) * alpha;
+    }
 };
 
 SIMATTR_HD inline DcdConstants dcd_constants(double C, int64_t n, bool squared_hinge) {

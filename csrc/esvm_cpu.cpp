@@ -81,12 +81,16 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
     }
 }
 
+// Dual gradient of a pool row outside the working set (a negative with alpha 0), from its
+// decision value f = w.x + w_B B.
+inline double outside_gradient(float f) { return -double(f) - 1.0; }
+
 // Pool rows outside the working set whose gradient G = -f_i - 1 (alpha_i = 0) is below
 // `margin`, worst first, at most `budget` of them. f holds w.x_i + w_B B for every pool row.
 std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, double margin, int64_t budget) {
     std::vector<std::pair<double, int64_t>> v;
     for (int64_t i = 0; i < n; ++i) {
-        const double G = -double(f[i]) - 1.0;
+        const double G = outside_gradient(f[i]);
         if (G < margin && !s.in_ws[i]) v.emplace_back(G, i);
     }
     if (int64_t(v.size()) > budget) {
@@ -107,8 +111,7 @@ void prune_working_set(Svm& s, const float* f, double keep) {
     size_t out = 0;
     for (size_t t = 0; t < s.ws.size(); ++t) {
         const int64_t i = s.ws[t];
-        const double G = -double(f[i]) - 1.0;
-        if (s.alpha[t + 1] == 0.0 && G > keep) {
+        if (s.alpha[t + 1] == 0.0 && outside_gradient(f[i]) > keep) {
             s.in_ws[i] = 0;
             continue;
         }
@@ -225,17 +228,15 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* pool, 
             });
             // Finished queries hand over their decision values (from the GEMM just done,
             // i.e. from their final w); the rest go round again.
-            std::vector<int64_t> next;
-            for (int64_t r = 0; r < nl; ++r) {
-                const int64_t j = live[r];
-                if (svms[j].done) {
-                    acc.push(row0 + t0 + j, 1, F.data() + r * n, n, pool_ids, n, 1);
-                    n_iter[t0 + j] = svms[j].iters;
-                    converged[t0 + j] = svms[j].converged ? 1 : 0;
-                } else {
-                    next.push_back(j);
-                }
-            }
+            std::vector<int64_t> next, finished;  // finished: positions r in this round
+            for (int64_t r = 0; r < nl; ++r) (svms[live[r]].done ? finished : next).push_back(r);
+            parallel_for(int64_t(finished.size()), nt, [&](int64_t f) {
+                const int64_t r = finished[f], j = live[r];
+                acc.push(row0 + t0 + j, 1, F.data() + r * n, n, pool_ids, n, 1);
+                n_iter[t0 + j] = svms[j].iters;
+                converged[t0 + j] = svms[j].converged ? 1 : 0;
+            });
+            for (int64_t& r : next) r = live[r];
             live.swap(next);
         }
     }

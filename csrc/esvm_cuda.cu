@@ -102,11 +102,9 @@ __global__ void solve(SolveArgs a) {
             const void* src = pos ? a.q : a.x;
             const DType st = pos ? a.qt : a.xt;
             const int64_t row = pos ? qrow : a.prows[slot - 1];
-            const double y = pos ? 1.0 : -1.0;
-            const double diag = pos ? a.k.diag_pos : a.k.diag_neg;
-            const double upper = pos ? a.k.upper_pos : a.k.upper_neg;
+            const double upper = a.k.upper(slot);
             const double al = alpha[slot];
-            const double G = y * warp_dot(w, src, st, row, a.d, a.B) - 1.0 + diag * al;
+            const double G = a.k.gradient(slot, warp_dot(w, src, st, row, a.d, a.B), al);
             double pg;
             if (dcd_visit(G, al, upper, pg_max_old, pg_min_old, &pg) == DcdAction::Shrink) {
                 --active;
@@ -124,7 +122,7 @@ __global__ void solve(SolveArgs a) {
                 const double na = dcd_step(al, G, pos ? qd_pos : a.qd_neg[slot - 1], upper);
                 __syncwarp();
                 if (lane == 0) alpha[slot] = na;
-                warp_axpy(w, (na - al) * y, src, st, row, a.d, a.B);
+                warp_axpy(w, (na - al) * slot_y(slot), src, st, row, a.d, a.B);
             }
         }
         ++iter;

@@ -1,5 +1,7 @@
 #include "newton.h"
 
+#include "dcd_cpu.h"  // gram_margins
+
 #include <algorithm>
 #include <cmath>
 
@@ -44,13 +46,11 @@ bool cholesky_solve(const Blas& blas, std::vector<double>& M, int64_t n, std::ve
     return true;
 }
 
-inline double y_of(int64_t t) { return t == 0 ? 1.0 : -1.0; }
-
-// Largest |projected gradient| with no upper bound: G_t = y_t g_t - 1 + diag_t alpha_t.
-double max_pg(const double* alpha, const std::vector<double>& g, int64_t l, double dp, double dn) {
+// Largest |projected gradient| with no upper bound.
+double max_pg(const double* alpha, const std::vector<double>& g, int64_t l, const DcdConstants& k) {
     double m = 0.0;
     for (int64_t t = 0; t < l; ++t) {
-        const double G = y_of(t) * g[t] - 1.0 + (t == 0 ? dp : dn) * alpha[t];
+        const double G = k.gradient(t, g[t], alpha[t]);
         m = std::max(m, alpha[t] > 0.0 ? std::fabs(G) : std::max(0.0, -G));
     }
     return m;
@@ -58,15 +58,12 @@ double max_pg(const double* alpha, const std::vector<double>& g, int64_t l, doub
 
 }  // namespace
 
-bool newton_active_set(const Blas& blas, const double* K, int64_t l, double diag_pos,
-                       double diag_neg, double* alpha, std::vector<double>& g) {
+bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdConstants& k,
+                       double* alpha, std::vector<double>& g) {
     constexpr int64_t kMaxActive = 2048;
     constexpr int kMaxSteps = 4;
-    auto G_of = [&](const std::vector<double>& gg, const double* al, int64_t t) {
-        return y_of(t) * gg[t] - 1.0 + (t == 0 ? diag_pos : diag_neg) * al[t];
-    };
     std::vector<uint8_t> in(size_t(l), 0);
-    for (int64_t t = 0; t < l; ++t) in[t] = alpha[t] > 0.0 || G_of(g, alpha, t) < 0.0;
+    for (int64_t t = 0; t < l; ++t) in[t] = alpha[t] > 0.0 || k.gradient(t, g[t], alpha[t]) < 0.0;
     std::vector<double> alpha2(static_cast<size_t>(l)), g2(static_cast<size_t>(l)), M, x;
     std::vector<int64_t> A;
     for (int step = 0; step < kMaxSteps; ++step) {
@@ -79,8 +76,8 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, double diag
         x.assign(size_t(n), 1.0);
         for (int64_t a = 0; a < n; ++a)
             for (int64_t b = 0; b <= a; ++b)
-                M[a * n + b] = y_of(A[a]) * y_of(A[b]) * K[A[a] * l + A[b]] +
-                               (a == b ? (A[a] == 0 ? diag_pos : diag_neg) : 0.0);
+                M[a * n + b] = slot_y(A[a]) * slot_y(A[b]) * K[A[a] * l + A[b]] +
+                               (a == b ? k.diag(A[a]) : 0.0);
         if (!cholesky_solve(blas, M, n, x)) return false;
         // Coordinates the solve drives negative leave the active set (their alpha is 0).
         bool negative = false;
@@ -92,21 +89,16 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, double diag
         if (negative) continue;
         std::fill(alpha2.begin(), alpha2.end(), 0.0);
         for (int64_t a = 0; a < n; ++a) alpha2[A[a]] = x[a];
-        std::fill(g2.begin(), g2.end(), 0.0);
-        for (int64_t u = 0; u < l; ++u) {
-            const double c = alpha2[u] * y_of(u);
-            if (c == 0.0) continue;
-            for (int64_t t = 0; t < l; ++t) g2[t] += c * K[u * l + t];
-        }
+        gram_margins(K, l, alpha2.data(), g2.data());
         // Coordinates outside A that now violate (G < 0) join it; if none does, done.
         bool grew = false;
         for (int64_t t = 0; t < l; ++t)
-            if (!in[t] && G_of(g2, alpha2.data(), t) < 0.0) {
+            if (!in[t] && k.gradient(t, g2[t], alpha2[t]) < 0.0) {
                 in[t] = 1;
                 grew = true;
             }
         if (grew) continue;
-        if (max_pg(alpha2.data(), g2, l, diag_pos, diag_neg) >= max_pg(alpha, g, l, diag_pos, diag_neg))
+        if (max_pg(alpha2.data(), g2, l, k) >= max_pg(alpha, g, l, k))
             return false;
         std::copy(alpha2.begin(), alpha2.end(), alpha);
         g.swap(g2);

@@ -10,16 +10,17 @@
 #include <vector>
 
 #include "blas.h"
+#include "dcd_math.h"
 
 namespace simattr {
 
 // K [l, l] augmented Gram matrix; alpha [l] (slot 0 the positive, y = +1; others y = -1);
-// g [l] = K (alpha * y). diag_pos / diag_neg are the squared-hinge diagonal terms.
+// g [l] = K (alpha * y). k holds the squared-hinge diagonal terms.
 // Replaces alpha (and g) by the Newton solution when it is feasible (alpha_A >= 0) and
 // reduces the largest projected gradient; otherwise leaves them unchanged. Returns whether
 // the step was taken.
 // blas.dpotrf / dpotrs factor the system when given (a blocked LAPACK Cholesky).
-bool newton_active_set(const Blas& blas, const double* K, int64_t l, double diag_pos,
-                       double diag_neg, double* alpha, std::vector<double>& g);
+bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdConstants& k,
+                       double* alpha, std::vector<double>& g);
 
 }  // namespace simattr

@@ -1,7 +1,5 @@
 #include <algorithm>
-#include <cstring>
 #include <functional>
-#include <cmath>
 #include <limits>
 
 #include "parallel.h"

@@ -50,7 +50,6 @@ class Uploaded:
 
     def __init__(self, cu, M: Matrix, rows: slice | None = None):
         self.dtype = DTYPE_CODE[M.dtype]
-        self.dim = M.dim
         itemsize = M.dtype.itemsize
         if M.on_device:
             start = rows.start if rows is not None else 0

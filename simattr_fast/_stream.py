@@ -82,18 +82,14 @@ class ClassGroups:
         self.ranges = {int(c): (int(s), int(s + n)) for c, s, n in zip(self.classes, starts, counts)}
 
 
-def padded(nq: int, k: int, scores: np.ndarray, ids: np.ndarray, rows=None):
+def padded(nq: int, k: int, scores: np.ndarray, ids: np.ndarray):
     """[nq, k] outputs (score NaN, id -1 where empty) holding `scores`/`ids` in their first
-    columns, at `rows` (a permutation) when given."""
+    columns."""
     kk = scores.shape[1]
-    if rows is None and kk == k and scores.shape[0] == nq:
+    if kk == k:
         return scores, ids  # already full width: no copy
     out_s = np.full((nq, k), np.nan, dtype=np.float32)
     out_i = np.full((nq, k), -1, dtype=np.int64)
-    if rows is None:
-        out_s[:, :kk] = scores
-        out_i[:, :kk] = ids
-    else:
-        out_s[rows, :kk] = scores
-        out_i[rows, :kk] = ids
+    out_s[:, :kk] = scores
+    out_i[:, :kk] = ids
     return out_s, out_i
