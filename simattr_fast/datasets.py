@@ -1,47 +1,118 @@
-"""Readers for the datasets that exist offline on these machines.
+"""Image datasets in their real on-disk formats, as torch datasets with integer labels.
 
-- Fashion-MNIST / MNIST IDX files (gzip or raw), e.g. Debian's ``dataset-fashion-mnist``
-  in /usr/share/datasets/fashion-mnist.
-- scikit-learn digits (ships inside scikit-learn; no download).
+Every dataset here yields ``(image, label)`` with ``image`` a float32 tensor ``[C, H, W]`` in
+[0, 1] and ``label`` a Python int, and exposes ``targets`` (int64 ``[n]``), ``describe()`` (what it
+is, for metadata) and ``fingerprint()`` (a SHA-256 that changes when the data changes).
+
+- Fashion-MNIST / MNIST IDX files, gzip or raw (Debian ``dataset-fashion-mnist`` lives in
+  /usr/share/datasets/fashion-mnist): :func:`idx_dataset`.
+- CIFAR-10 / CIFAR-100 python batches (``cifar-10-batches-py``, ``cifar-100-python``):
+  :func:`cifar_dataset`.
+- ImageFolder trees (``root/<class>/<image>``): :class:`FolderDataset`.
+- In-memory arrays: :class:`ArrayDataset`.  scikit-learn digits: :func:`digits_dataset`.
+
+:func:`open_dataset` resolves a name or a path to one of these.
 """
 from __future__ import annotations
 
-import gzip
+import hashlib
 import os
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ._readers import load_cifar, load_fashion_mnist, load_idx_split, read_idx  # noqa: F401 (re-exported)
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+NAMES = ("fashion-mnist", "mnist", "cifar10", "cifar100", "digits")
 
 
-def read_idx(path: str) -> np.ndarray:
-    """Reads an IDX file (the MNIST format), gzip-compressed when the name ends in .gz."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"path: no IDX file at {path!r}")
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"path: {path!r} is not an IDX file (bad magic number)")
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    offset = 4 + 4 * ndim
-    count = int(np.prod(shape)) if shape else 0
-    if len(data) - offset < count * dtype.itemsize:
-        raise ValueError(f"path: {path!r} is truncated: header promises shape {shape}")
-    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+class ArrayDataset(Dataset):
+    """Images held in memory: ``images`` ``[n, H, W]`` (grey) or ``[n, H, W, C]``, uint8 in
+    [0, 255] or floating in [0, 1]; ``labels`` ``[n]`` integers."""
+
+    def __init__(self, images, labels, name: str = "arrays", source: str | None = None):
+        images = np.asarray(images)
+        labels = np.asarray(labels)
+        if images.ndim not in (3, 4):
+            raise ValueError(f"images: expected [n, H, W] or [n, H, W, C], got shape {images.shape}")
+        if images.ndim == 4 and images.shape[3] not in (1, 3):
+            raise ValueError(f"images: expected 1 or 3 channels last, got shape {images.shape}")
+        if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+            raise TypeError(f"images: expected uint8 or floating dtype, got {images.dtype}")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise ValueError(f"labels: expected shape ({len(images)},) to match images, got {labels.shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"labels: expected integer dtype, got {labels.dtype}")
+        self.images = images if images.ndim == 4 else images[..., None]
+        self.targets = labels.astype(np.int64)
+        self.name, self.source = name, source
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return _to_tensor(self.images[i]), int(self.targets[i])
+
+    def tensors(self) -> torch.Tensor:
+        """All images as one float32 tensor ``[n, C, H, W]`` in [0, 1] (for in-memory training)."""
+        return _to_tensor(self.images)
+
+    def describe(self) -> dict:
+        n, h, w, c = self.images.shape
+        return {"name": self.name, "source": self.source, "count": int(n), "image_shape": [int(c), int(h), int(w)],
+                "classes": int(self.targets.max()) + 1 if n else 0}
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(str(self.images.shape).encode())
+        h.update(np.ascontiguousarray(self.images).tobytes())
+        h.update(self.targets.tobytes())
+        return h.hexdigest()
 
 
-def load_fashion_mnist(split: str = "train", root: str = FASHION_MNIST_DIR):
-    """Returns (images uint8 [n, 28, 28], labels int64 [n]) for split 'train' or 'test'."""
-    prefix = {"train": "train", "test": "t10k"}.get(split)
-    if prefix is None:
-        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
-    images = read_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte.gz"))
-    return images, labels.astype(np.int64)
+def _to_tensor(a: np.ndarray) -> torch.Tensor:
+    """[..., H, W, C] uint8 or float -> float32 [..., C, H, W] in [0, 1]."""
+    a = np.ascontiguousarray(a)
+    if not a.flags.writeable:  # IDX arrays are read-only views of the file bytes
+        a = a.copy()
+    t = torch.from_numpy(a).movedim(-1, -3)
+    return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+
+
+def idx_dataset(root: str, split: str = "train", name: str = "mnist") -> ArrayDataset:
+    """MNIST-family IDX files in ``root`` (``train``/``t10k`` ``-images-idx3-ubyte`` and
+    ``-labels-idx1-ubyte``, each gzip-compressed or raw)."""
+    images, labels, source = load_idx_split(root, split)
+    return ArrayDataset(images, labels, name=name, source=source)
+
+
+def cifar_dataset(root: str, split: str = "train") -> ArrayDataset:
+    """CIFAR-10 (``data_batch_1..5``, ``test_batch``) or CIFAR-100 (``train``, ``test``; fine
+    labels) python batches in ``root``."""
+    images, labels, name = load_cifar(root, split)
+    return ArrayDataset(images, labels, name=name, source=os.path.abspath(root))
+
+
+def digits_dataset(split: str = "all") -> ArrayDataset:
+    """scikit-learn's 8x8 digits (no download). ``split``: ``'all'`` (1,797 images), or the fixed
+    stratified ``'train'`` (1,347) / ``'test'`` (450) split used by the demo."""
+    images, labels = load_digits()
+    idx = digits_split(labels, split)
+    return ArrayDataset(images[idx], labels[idx], name=f"digits-{split}", source="sklearn.datasets.load_digits")
+
+
+def digits_split(labels: np.ndarray, split: str) -> np.ndarray:
+    """Indices of the fixed digits split: a stratified 75/25 split with seed 0."""
+    if split == "all":
+        return np.arange(len(labels))
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train', 'test' or 'all', got {split!r}")
+    from sklearn.model_selection import train_test_split
+
+    tr, te = train_test_split(np.arange(len(labels)), test_size=0.25, random_state=0, stratify=labels)
+    return np.sort(tr if split == "train" else te)
 
 
 def load_digits():
@@ -50,3 +121,76 @@ def load_digits():
 
     d = _load()
     return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
+class FolderDataset(Dataset):
+    """An ImageFolder tree ``root/<class>/<image>`` read with torchvision (classes sorted by
+    name). ``image_size`` resizes the shorter side and centre-crops to a square, so that
+    images of different sizes can be batched; without it all images must share one size."""
+
+    def __init__(self, root: str, image_size: int | None = None):
+        from torchvision import datasets, transforms
+
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"root: no image folder at {root!r}")
+        steps = [transforms.Resize(image_size), transforms.CenterCrop(image_size)] if image_size else []
+        self.transform = transforms.Compose(steps + [transforms.ToTensor()])
+        self.folder = datasets.ImageFolder(root, transform=self.transform)
+        self.targets = np.asarray(self.folder.targets, dtype=np.int64)
+        self.root, self.image_size = os.path.abspath(root), image_size
+
+    def __len__(self):
+        return len(self.folder)
+
+    def __getitem__(self, i):
+        return self.folder[i]
+
+    def describe(self) -> dict:
+        return {"name": "imagefolder", "source": self.root, "count": len(self), "image_size": self.image_size,
+                "classes": len(self.folder.classes), "class_names": list(self.folder.classes)}
+
+    def fingerprint(self) -> str:
+        # Paths, sizes and labels: cheap on ImageNet-sized trees, and changes when files change.
+        h = hashlib.sha256()
+        for (path, label) in self.folder.samples:
+            h.update(f"{os.path.relpath(path, self.root)}\0{os.path.getsize(path)}\0{label}\n".encode())
+        return h.hexdigest()
+
+
+def open_dataset(name_or_path: str, split: str = "train", root: str | None = None,
+                 image_size: int | None = None):
+    """A dataset by name (``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``digits``;
+    ``root`` says where its files are, Fashion-MNIST defaults to Debian's location) or by path:
+    a folder of IDX files, of CIFAR batches, an ImageFolder tree (its ``split`` subfolder when
+    one exists), or an ``.npz`` with ``images`` and ``labels``."""
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split: expected 'train', 'test' or 'all', got {split!r}")
+    key = name_or_path.lower()
+    if key in NAMES:
+        if key == "digits":
+            return digits_dataset(split)
+        if split == "all":
+            raise ValueError(f"split: {name_or_path} has 'train' and 'test' splits, got 'all'")
+        if key == "fashion-mnist":
+            return idx_dataset(root or FASHION_MNIST_DIR, split, name="fashion-mnist")
+        if root is None:
+            raise ValueError(f"root: dataset {name_or_path!r} needs --data-root (the folder holding its files)")
+        return idx_dataset(root, split, name="mnist") if key == "mnist" else cifar_dataset(root, split)
+    path = name_or_path
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"dataset: {path!r} is neither a known name ({', '.join(NAMES)}) nor an existing path")
+    if os.path.isfile(path):
+        if not path.endswith(".npz"):
+            raise ValueError(f"dataset: expected a folder or an .npz file with 'images' and 'labels', got {path!r}")
+        with np.load(path) as z:
+            if "images" not in z or "labels" not in z:
+                raise ValueError(f"dataset: {path!r} must hold arrays 'images' and 'labels', has {sorted(z.files)}")
+            return ArrayDataset(z["images"], z["labels"], name=os.path.basename(path), source=os.path.abspath(path))
+    files = set(os.listdir(path))
+    if any(f.startswith(("train-images-idx3", "t10k-images-idx3")) for f in files):
+        return idx_dataset(path, split, name="idx")
+    if "data_batch_1" in files or {"train", "test", "meta"} <= files:
+        return cifar_dataset(path, split)
+    if split in files and os.path.isdir(os.path.join(path, split)):
+        path = os.path.join(path, split)
+    return FolderDataset(path, image_size=image_size)

@@ -1,0 +1,189 @@
+"""Batched feature extraction to a memory-mappable ``.npy``, resumable after a kill.
+
+An output folder holds, once finished::
+
+    embeddings.npy   float16 or float32 [n, d], row i = image i of the dataset
+    labels.npy       int64 [n]
+    meta.json        backbone, checkpoint SHA-256, preprocessing, dim, count, dtype, dataset
+                     fingerprint, ...  Written last: a folder without it is not finished.
+
+While running it holds ``embeddings.npy.partial``, ``labels.npy.partial`` and ``progress.json``
+(rows finished, and the run's settings). Each batch is flushed to disk before ``progress.json``
+is replaced (atomically), so a run killed at any point restarts from its last finished batch;
+batches keep the same boundaries and the model runs in eval mode, so the resumed array is
+identical to an uninterrupted run's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .backbones import backbone_name, build_backbone
+from .checkpoints import load_checkpoint
+
+FORMAT = "simattr-embeddings"
+VERSION = 1
+
+
+@dataclass
+class Embeddings:
+    """A finished embedding folder: ``features`` ``[n, d]`` (memmap unless loaded with
+    ``mmap=False``), ``labels`` int64 ``[n]``, ``meta`` (the metadata JSON), ``path``."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    meta: dict
+    path: str
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Writes JSON so that readers see the old file or the new one, never half of one."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_embeddings(path: str, mmap: bool = True) -> Embeddings:
+    """Opens a folder written by :func:`embed`; refuses one that is unfinished or inconsistent."""
+    meta_path = os.path.join(path, "meta.json")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"embeddings: no embedding folder at {path!r}")
+    if not os.path.exists(meta_path):
+        hint = " (a run was interrupted: run embed again to resume it)" if os.path.exists(
+            os.path.join(path, "progress.json")) else ""
+        raise ValueError(f"embeddings: {path!r} is not a finished embedding folder, meta.json is missing{hint}")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"embeddings: {meta_path!r} is not simattr embedding metadata")
+    features = np.load(os.path.join(path, "embeddings.npy"), mmap_mode="r" if mmap else None)
+    labels = np.load(os.path.join(path, "labels.npy"))
+    if features.shape != (meta["count"], meta["dim"]) or str(features.dtype) != meta["dtype"] \
+            or labels.shape != (meta["count"],):
+        raise ValueError(f"embeddings: {path!r} is inconsistent: meta.json says {meta['count']} x {meta['dim']} "
+                         f"{meta['dtype']}, files hold {features.shape} {features.dtype} and {labels.shape[0]} labels")
+    return Embeddings(features, labels, meta, os.path.abspath(path))
+
+
+def resolve_torch_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was requested but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
+    return torch.device(device)
+
+
+def _forward(model, images, dev):
+    with torch.inference_mode():
+        out = model(images.to(dev, non_blocking=True))
+    if out.ndim != 2 or out.shape[0] != images.shape[0]:
+        raise ValueError(f"backbone: expected features [batch, d], got shape {tuple(out.shape)}; "
+                         "a custom backbone must pool and flatten its output")
+    return out.float().cpu().numpy()
+
+
+def embed(dataset, out: str, backbone="resnet18", checkpoint: str | None = None, batch_size: int = 256,
+          device: str = "auto", dtype: str = "float16", preprocess: dict | None = None,
+          num_workers: int = 0, progress: bool = True) -> Embeddings:
+    """Embeds every image of ``dataset`` (yielding ``(image [C, H, W] in [0, 1], label)``) with
+    ``backbone`` (a name from :mod:`simattr_fast.backbones` or an ``nn.Module``), optionally
+    loading ``checkpoint`` first, and writes the folder ``out`` (see the module docstring).
+    Returns the finished :class:`Embeddings`; a finished folder of the same run is returned as is."""
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype: expected 'float16' or 'float32', got {dtype!r}")
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("dataset: it is empty")
+    dev = resolve_torch_device(device)
+    model = build_backbone(backbone, preprocess)
+    ckpt = load_checkpoint(model, checkpoint) if checkpoint else None
+    model.eval().to(dev)
+    settings = {"backbone": backbone_name(backbone), "checkpoint_sha256": ckpt and ckpt["sha256"],
+                "preprocess": model[0].describe(), "dataset_fingerprint": dataset.fingerprint()
+                if hasattr(dataset, "fingerprint") else None, "count": n, "batch_size": batch_size, "dtype": dtype}
+    os.makedirs(out, exist_ok=True)
+    meta_path, prog_path = os.path.join(out, "meta.json"), os.path.join(out, "progress.json")
+    if os.path.exists(meta_path):
+        done = load_embeddings(out)
+        if {k: done.meta["settings"].get(k) for k in settings} != settings:
+            raise ValueError(f"out: {out!r} already holds finished embeddings of different settings; "
+                             "choose another output folder or delete it")
+        return done
+    feat_part, lab_part = os.path.join(out, "embeddings.npy.partial"), os.path.join(out, "labels.npy.partial")
+    start = 0
+    if os.path.exists(prog_path) and os.path.exists(feat_part):
+        with open(prog_path) as f:
+            state = json.load(f)
+        if state["settings"] != settings:
+            raise ValueError(f"out: {out!r} holds an interrupted run with different settings "
+                             f"({_diff(state['settings'], settings)}); choose another output folder or delete it")
+        start = state["rows_done"]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(start, n)), batch_size=batch_size,
+                                         shuffle=False, num_workers=num_workers, pin_memory=dev.type == "cuda")
+    t0 = time.perf_counter()
+    feats = labs = None
+    bar = tqdm(total=n, initial=start, unit="img", desc="embed", disable=not progress)
+    for images, labels in loader:
+        x = _forward(model, images, dev)
+        if feats is None:
+            feats, labs = _open_partials(feat_part, lab_part, start, n, x.shape[1], dtype)
+        if not np.isfinite(x).all() or (dtype == "float16" and np.abs(x).max() > 65504):
+            raise ValueError(f"backbone: non-finite or float16-overflowing features in rows {start}..{start + len(x) - 1}"
+                             "; check the checkpoint, or use dtype='float32'")
+        feats[start:start + len(x)] = x
+        labs[start:start + len(x)] = labels.numpy()
+        feats.flush()
+        labs.flush()
+        start += len(x)
+        write_json_atomic(prog_path, {"rows_done": start, "settings": settings})
+        bar.update(len(x))
+    bar.close()
+    if feats is None:  # every batch was done before a kill that came between the last flush and meta.json
+        feats, labs = _open_partials(feat_part, lab_part, start, n, None, dtype)
+    dim = feats.shape[1]
+    del feats, labs
+    os.replace(feat_part, os.path.join(out, "embeddings.npy"))
+    os.replace(lab_part, os.path.join(out, "labels.npy"))
+    import simattr_fast
+
+    meta = {"format": FORMAT, "version": VERSION, "count": n, "dim": int(dim), "dtype": dtype,
+            "backbone": settings["backbone"], "checkpoint": ckpt, "preprocess": settings["preprocess"],
+            "dataset": dataset.describe() if hasattr(dataset, "describe") else {"name": type(dataset).__name__},
+            "dataset_fingerprint": settings["dataset_fingerprint"], "settings": settings, "device": str(dev),
+            "seconds_last_run": time.perf_counter() - t0, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "simattr_fast": simattr_fast.__version__, "torch": torch.__version__}
+    write_json_atomic(meta_path, meta)  # last: from here on the folder counts as finished
+    os.remove(prog_path)
+    return load_embeddings(out)
+
+
+def _open_partials(feat_part, lab_part, start, n, dim, dtype):
+    from numpy.lib.format import open_memmap
+
+    if start == 0 and dim is not None:
+        return (open_memmap(feat_part, mode="w+", dtype=dtype, shape=(n, dim)),
+                open_memmap(lab_part, mode="w+", dtype=np.int64, shape=(n,)))
+    feats, labs = open_memmap(feat_part, mode="r+"), open_memmap(lab_part, mode="r+")
+    if feats.shape[0] != n or (dim is not None and feats.shape[1] != dim):
+        raise ValueError(f"out: the interrupted run's array has shape {feats.shape}, expected ({n}, {dim})")
+    return feats, labs
+
+
+def _diff(a: dict, b: dict) -> str:
+    return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in b if a.get(k) != b.get(k))
