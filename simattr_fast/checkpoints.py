@@ -25,6 +25,7 @@ checkpoint never silently leaves a randomly initialised model.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 from collections import Counter
@@ -52,6 +53,25 @@ def file_sha256(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_checkpoint(path: str):
+    """``torch.load`` without running pickled code (``weights_only``); DINO's checkpoints carry
+    their ``argparse.Namespace`` of settings, which is allowed as plain data."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint: no file at {path!r}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds (UnpicklingError, struct.error, RuntimeError...)
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint: {path!r} cannot be read by torch.load ({msg})") from None
+
+
+def checkpoint_backbone(path: str) -> str | None:
+    """The backbone name recorded in a ``simattr train-ssl`` checkpoint (None for other layouts)."""
+    obj = read_checkpoint(path)
+    return obj.get("backbone") if isinstance(obj, dict) and obj.get("format") == "simattr-ssl" else None
 
 
 def _is_state_dict(d) -> bool:
@@ -107,12 +127,7 @@ def load_checkpoint(model: nn.Module, path: str) -> dict:
     """Loads the backbone weights of the checkpoint at ``path`` into ``model`` (in place) and
     returns what was done: layout, prefix stripped, head keys dropped, SHA-256. Raises
     :class:`CheckpointError` naming missing, unexpected and mis-shaped keys."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint: no file at {path!r}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint: {path!r} cannot be read by torch.load ({str(exc).splitlines()[0]})") from None
+    obj = read_checkpoint(path)
     found = _find_state_dict(obj, path)
     if found is None:
         raise CheckpointError(f"checkpoint: {path!r} holds no tensors (top-level keys: {_short(obj)})")

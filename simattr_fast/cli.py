@@ -1,6 +1,8 @@
 """The `simattr` command line.
 
     simattr demo [--out DIR] [--k K] [--method esvm|cosine]
+    simattr embed --dataset NAME|PATH --checkpoint FILE --out DIR [--backbone NAME] ...
+    simattr train-ssl --dataset NAME|PATH --out DIR [--epochs N] [--minutes M] ...
 
 Errors are one line on stderr and a non-zero exit status, never a traceback.
 """
@@ -13,6 +15,8 @@ import sys
 import time
 
 import numpy as np
+
+from ._cli_embed import add_embed, add_train_ssl
 
 
 class CliError(Exception):
@@ -65,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     d.add_argument("--seed", type=int, default=0, help="train/test split seed")
     d.set_defaults(func=_demo)
+    add_embed(sub)
+    add_train_ssl(sub)
     return p
 
 

@@ -15,6 +15,7 @@ identical to an uninterrupted run's.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -87,6 +88,15 @@ def resolve_torch_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 over the model's state (names and values): ties a resumed run to the same weights."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _forward(model, images, dev):
     with torch.inference_mode():
         out = model(images.to(dev, non_blocking=True))
@@ -110,11 +120,15 @@ def embed(dataset, out: str, backbone="resnet18", checkpoint: str | None = None,
     n = len(dataset)
     if n == 0:
         raise ValueError("dataset: it is empty")
+    if isinstance(backbone, str) and not checkpoint:
+        raise ValueError(f"checkpoint: backbone {backbone!r} has only random weights without one; pass a "
+                         "checkpoint (simattr train-ssl makes one) or an nn.Module you initialised")
     dev = resolve_torch_device(device)
     model = build_backbone(backbone, preprocess)
     ckpt = load_checkpoint(model, checkpoint) if checkpoint else None
     model.eval().to(dev)
     settings = {"backbone": backbone_name(backbone), "checkpoint_sha256": ckpt and ckpt["sha256"],
+                "weights_sha256": weights_sha256(model),
                 "preprocess": model[0].describe(), "dataset_fingerprint": dataset.fingerprint()
                 if hasattr(dataset, "fingerprint") else None, "count": n, "batch_size": batch_size, "dtype": dtype}
     os.makedirs(out, exist_ok=True)

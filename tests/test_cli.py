@@ -27,3 +27,36 @@ def test_cli_error_is_one_line_and_nonzero(tmp_path):
     assert p.stderr.strip().count("\n") == 0
     assert "error: --k: expected a positive integer" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def _err(capsys, argv):
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_embed_and_train_ssl_commands(tmp_path, capsys):
+    run = tmp_path / "ssl"
+    assert main(["train-ssl", "--dataset", "digits", "--out", str(run), "--epochs", "1", "--batch-size", "64"]) == 0
+    assert "kNN accuracy on test" in capsys.readouterr().out
+    ckpt = str(run / "checkpoint.pt")
+    assert main(["embed", "--dataset", "digits", "--split", "test", "--checkpoint", ckpt,
+                 "--out", str(tmp_path / "emb"), "--dtype", "float32"]) == 0
+    assert "450 images -> 256-d float32" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "emb" / "meta.json").read_text())
+    assert meta["backbone"] == "small_cnn"  # taken from the train-ssl checkpoint
+    assert "fits the backbone" in _err(capsys, ["embed", "--dataset", "digits", "--checkpoint", ckpt, "--backbone",
+                                      "cifar_resnet18", "--out", str(tmp_path / "x")])
+
+
+def test_embed_errors_are_one_line(tmp_path, capsys):
+    ckpt = tmp_path / "c.pth"
+    ckpt.write_bytes(b"junk")
+    assert "--checkpoint: no file" in _err(capsys, ["embed", "--dataset", "digits", "--checkpoint",
+                                                    str(tmp_path / "none.pth"), "--out", str(tmp_path / "o")])
+    assert "neither a known name" in _err(capsys, ["embed", "--dataset", "imagenet21k", "--checkpoint", str(ckpt),
+                                                   "--out", str(tmp_path / "o")])
+    assert "cannot be read" in _err(capsys, ["embed", "--dataset", "digits", "--checkpoint", str(ckpt),
+                                             "--out", str(tmp_path / "o")])
+    assert "needs --data-root" in _err(capsys, ["train-ssl", "--dataset", "cifar10", "--out", str(tmp_path / "o")])
