@@ -5,6 +5,8 @@ Exact top-k similarity and batched exemplar SVMs over image embeddings, on CPU a
 from ._backend import cuda_available
 from ._esvm import esvm_topk
 from ._topk import topk
+from .attribution import Attribution
+from .attributor import Attributor
 
 __version__ = "0.1.0"
-__all__ = ["topk", "esvm_topk", "cuda_available", "__version__"]
+__all__ = ["topk", "esvm_topk", "cuda_available", "Attributor", "Attribution", "__version__"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-DEVICES = ("auto", "cpu", "cuda")
+from ._cli_common import DEVICES
 
 
 def _dataset_args(p, split_default="train"):

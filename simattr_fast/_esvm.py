@@ -99,9 +99,9 @@ def _esvm_cpu(queries, keys, k, ql, kl, params, nt, progress):
     groups = list(pools(nq, keys.shape[0], ql, kl))
     bar = tqdm(groups, desc="esvm", unit="class", disable=(None if progress is None else not progress) if len(groups) > 1 else True)
     for qrows, prow in bar:
+        qf = prepare_rows("queries", queries[qrows], 0, "ip", row_ids=qrows)  # checked even with no pool
         if prow.size == 0:
             continue
-        qf = prepare_rows("queries", queries[qrows], 0, "ip", row_ids=qrows)
         pool = prepare_rows("keys", keys[prow], 0, "ip", row_ids=prow)
         kk = min(k, prow.size)
         acc = cpu.TopkAccumulator(len(qrows), kk)

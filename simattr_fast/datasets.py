@@ -26,6 +26,11 @@ from ._readers import load_cifar, load_fashion_mnist, load_idx_split, read_idx  
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 NAMES = ("fashion-mnist", "mnist", "cifar10", "cifar100", "digits")
+CLASS_NAMES = {
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
 
 
 class ArrayDataset(Dataset):
@@ -62,7 +67,8 @@ class ArrayDataset(Dataset):
     def describe(self) -> dict:
         n, h, w, c = self.images.shape
         return {"name": self.name, "source": self.source, "count": int(n), "image_shape": [int(c), int(h), int(w)],
-                "classes": int(self.targets.max()) + 1 if n else 0}
+                "classes": int(self.targets.max()) + 1 if n else 0, "spec": getattr(self, "spec", None),
+                "class_names": CLASS_NAMES.get(self.name)}
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -147,7 +153,8 @@ class FolderDataset(Dataset):
 
     def describe(self) -> dict:
         return {"name": "imagefolder", "source": self.root, "count": len(self), "image_size": self.image_size,
-                "classes": len(self.folder.classes), "class_names": list(self.folder.classes)}
+                "classes": len(self.folder.classes), "class_names": list(self.folder.classes),
+                "spec": getattr(self, "spec", None)}
 
     def fingerprint(self) -> str:
         # Paths, sizes and labels: cheap on ImageNet-sized trees, and changes when files change.
@@ -159,6 +166,16 @@ class FolderDataset(Dataset):
 
 def open_dataset(name_or_path: str, split: str = "train", root: str | None = None,
                  image_size: int | None = None):
+    """See :func:`_open`; the result remembers how it was opened (``spec``, kept in embedding
+    metadata), so that a report can open the same images again."""
+    ds = _open(name_or_path, split, root, image_size)
+    absolute = lambda p: p and (os.path.abspath(p) if os.path.exists(p) else p)  # noqa: E731
+    named = name_or_path.lower() in NAMES
+    ds.spec = {"dataset": name_or_path if named else absolute(name_or_path), "split": split, "root": absolute(root), "image_size": image_size}
+    return ds
+
+
+def _open(name_or_path: str, split: str, root: str | None, image_size: int | None):
     """A dataset by name (``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``digits``;
     ``root`` says where its files are, Fashion-MNIST defaults to Debian's location) or by path:
     a folder of IDX files, of CIFAR batches, an ImageFolder tree (its ``split`` subfolder when

@@ -3,19 +3,26 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from simattr_fast import Attribution
 from simattr_fast.cli import main
+from simattr_fast.datasets import digits_dataset
 
 
-def test_demo_writes_rankings(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--k", "7"]) == 0
-    meta = json.loads((tmp_path / "demo.json").read_text())
-    res = np.load(tmp_path / meta["results"])
-    assert res["indices"].shape == (meta["n_test"], 7)
-    labels = __import__("sklearn.datasets", fromlist=["load_digits"]).load_digits().target
+def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--k", "7", "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "Open the report: " + str(out / "report.html") in printed
+    meta = json.loads((out / "demo.json").read_text())
+    res = Attribution.load(meta["attribution"])
+    assert res.indices.shape == (450, 7) and res.params["method"] == "esvm"
+    train = digits_dataset("train")
     # class-conditioned: every returned training image has the test image's label
-    assert np.all(labels[res["indices"]] == labels[res["test_ids"]][:, None])
-    assert "results:" in capsys.readouterr().out
+    assert np.all(train.targets[res.indices] == res.test_labels[:, None])
+    assert (out / "report.html").read_text().count("<section") == 30
+    assert res.provenance["train"]["backbone"] == "small_cnn"
 
 
 def test_cli_error_is_one_line_and_nonzero(tmp_path):
@@ -60,3 +67,59 @@ def test_embed_errors_are_one_line(tmp_path, capsys):
     assert "cannot be read" in _err(capsys, ["embed", "--dataset", "digits", "--checkpoint", str(ckpt),
                                              "--out", str(tmp_path / "o")])
     assert "needs --data-root" in _err(capsys, ["train-ssl", "--dataset", "cifar10", "--out", str(tmp_path / "o")])
+
+
+@pytest.fixture
+def arrays(tmp_path, rng):
+    paths = {}
+    for name, a in {"xtr": rng.random((30, 4), dtype=np.float32), "ytr": rng.integers(0, 3, 30),
+                    "xte": rng.random((5, 4), dtype=np.float32), "yte": rng.integers(0, 3, 5),
+                    "xte3": rng.random((5, 3), dtype=np.float32), "short": np.zeros(29, int)}.items():
+        paths[name] = str(tmp_path / f"{name}.npy")
+        np.save(paths[name], a)
+    return paths
+
+
+def test_attribute_command_from_arrays(tmp_path, arrays, capsys):
+    out, topk = str(tmp_path / "a.npz"), str(tmp_path / "topk.npy")
+    assert main(["attribute", "--train", arrays["xtr"], "--train-labels", arrays["ytr"], "--test", arrays["xte"],
+                 "--test-labels", arrays["yte"], "--out", out, "--k", "4", "--method", "cosine",
+                 "--export-topk", topk]) == 0
+    res = Attribution.load(out)
+    np.testing.assert_array_equal(np.load(topk), res.indices)
+    ytr = np.load(arrays["ytr"])
+    assert np.all((ytr[res.indices] == np.load(arrays["yte"])[:, None]) | (res.indices < 0))
+
+
+def test_attribute_and_report_errors_are_one_line(tmp_path, arrays, capsys):
+    base = ["attribute", "--train", arrays["xtr"], "--test", arrays["xte"], "--test-labels", arrays["yte"],
+            "--out", str(tmp_path / "a.npz")]
+    assert "--train-labels: expected one label per embedding (30), got shape (29,)" in _err(
+        capsys, base + ["--train-labels", arrays["short"]])
+    assert "expected dimension 4 like the training embeddings, got 3" in _err(
+        capsys, ["attribute", "--train", arrays["xtr"], "--train-labels", arrays["ytr"], "--test", arrays["xte3"],
+                 "--test-labels", arrays["yte"], "--out", str(tmp_path / "a.npz")])
+    assert "--train: no such file" in _err(capsys, ["attribute", "--train", str(tmp_path / "nope"), "--test",
+                                                    arrays["xte"], "--out", str(tmp_path / "a.npz")])
+    assert "--predictions: --condition predicted needs" in _err(
+        capsys, base + ["--train-labels", arrays["ytr"], "--condition", "predicted"])
+    assert main(base + ["--train-labels", arrays["ytr"], "--k", "3"]) == 0
+    capsys.readouterr()
+    raw = (tmp_path / "a.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[:-40])
+    assert "corrupt or truncated" in _err(capsys, ["report", "--attribution", str(tmp_path / "cut.npz"),
+                                                   "--out", str(tmp_path / "r.html")])
+    assert not (tmp_path / "r.html").exists()
+    assert "--train-data: the attribution does not record" in _err(
+        capsys, ["report", "--attribution", str(tmp_path / "a.npz"), "--out", str(tmp_path / "r.html")])
+    assert "attribution: no file" in _err(capsys, ["report", "--attribution", str(tmp_path / "none.npz"),
+                                                   "--out", str(tmp_path / "r.html")])
+
+
+def test_report_command_reopens_recorded_datasets(tmp_path, capsys):
+    demo = tmp_path / "demo"
+    assert main(["demo", "--out", str(demo), "--k", "5", "--epochs", "1"]) == 0
+    out = tmp_path / "again.html"
+    assert main(["report", "--attribution", str(demo / "attribution.npz"), "--out", str(out), "--n-test", "3",
+                 "--top", "2"]) == 0
+    assert out.read_text().count("<section") == 3

@@ -51,6 +51,14 @@ def test_nan_in_conditioned_esvm_pool_named_with_global_row():
 
 
 @pytest.mark.parametrize("f", FUNCS)
+def test_nan_in_a_query_whose_class_has_no_keys(f):
+    q = np.ones((3, 3), np.float32)
+    q[1, 0] = np.nan
+    with pytest.raises(ValueError, match="queries: row 1"):
+        f(q, np.ones((4, 3), np.float32), 2, query_labels=np.array([0, 5, 0]), key_labels=np.zeros(4, int))
+
+
+@pytest.mark.parametrize("f", FUNCS)
 def test_wrong_ndim(f):
     with pytest.raises(ValueError, match=r"queries: expected a 2-D array \[n, d\], got 1-D"):
         f(np.ones(3, np.float32), K, 1)

@@ -1,0 +1,111 @@
+"""`simattr attribute` and `simattr report`: argument definitions and handlers."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._cli_common import DEVICES, CliError
+
+
+def add_attribute(sub):
+    p = sub.add_parser("attribute", help="rank each test image's training images (esvm, cosine, l2, ip) and "
+                                         "save an attribution file")
+    p.add_argument("--train", required=True, help="training embeddings: a simattr embed folder, or a .npy [n, d]")
+    p.add_argument("--test", required=True, help="test embeddings: a simattr embed folder, or a .npy [n, d]")
+    p.add_argument("--train-labels", help=".npy int [n_train] (only with a .npy --train)")
+    p.add_argument("--test-labels", help=".npy int [n_test] (only with a .npy --test)")
+    p.add_argument("--out", required=True, help="attribution file to write (.npz)")
+    p.add_argument("--method", choices=("esvm", "cosine", "l2", "ip"), default="esvm")
+    p.add_argument("--k", type=int, default=1280, help="training images kept per test image (default 1280)")
+    p.add_argument("--condition", choices=("true", "predicted", "none"), default="true",
+                   help="pool: training images of the true label (default), the predicted label, or all")
+    p.add_argument("--predictions", help=".npy int [n_test] predicted labels (for --condition predicted)")
+    p.add_argument("--C", type=float, default=0.1, help="exemplar SVM regularisation (default 0.1)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--export-topk", help="also write the reference [n_test, k] int64 .npy here")
+    p.set_defaults(func=attribute_cmd)
+
+
+def _load_side(path, labels_path, name):
+    """(features, labels) from an embed folder or a .npy (+ labels .npy)."""
+    from .embed import load_embeddings
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--{name}: no such file or folder {path!r}")
+    if os.path.isdir(path):
+        if labels_path:
+            raise CliError(f"--{name}-labels: an embed folder brings its own labels; drop the option")
+        return load_embeddings(path), None
+    x = np.load(path, mmap_mode="r", allow_pickle=False)
+    if labels_path is None:
+        return x, None
+    if not os.path.exists(labels_path):
+        raise FileNotFoundError(f"--{name}-labels: no such file {labels_path!r}")
+    y = np.load(labels_path, allow_pickle=False)
+    if y.ndim != 1 or len(y) != len(x):
+        raise CliError(f"--{name}-labels: expected one label per embedding ({len(x)}), got shape {y.shape}")
+    return x, y
+
+
+def attribute_cmd(args) -> int:
+    from .attributor import Attributor
+
+    train, train_y = _load_side(args.train, args.train_labels, "train")
+    test, test_y = _load_side(args.test, args.test_labels, "test")
+    pred = None
+    if args.predictions:
+        if not os.path.exists(args.predictions):
+            raise FileNotFoundError(f"--predictions: no such file {args.predictions!r}")
+        pred = np.load(args.predictions, allow_pickle=False)
+    elif args.condition == "predicted":
+        raise CliError("--predictions: --condition predicted needs the predicted labels (.npy)")
+    att = Attributor(method=args.method, k=args.k, condition=args.condition, device=args.device, C=args.C)
+    result = att.fit(train, train_y).attribute(test, test_y, predicted_labels=pred)
+    result.save(args.out)
+    if args.export_topk:
+        result.to_topk_matrix(args.export_topk)
+    print(f"simattr attribute: {args.method} top-{args.k} for {len(result)} test images over "
+          f"{att.n_train_} training images in {result.params['seconds']:.2f}s -> {args.out}")
+    return 0
+
+
+def add_report(sub):
+    p = sub.add_parser("report", help="write a self-contained HTML report of an attribution file")
+    p.add_argument("--attribution", required=True, help="file written by simattr attribute")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--train-data", help="training images (name or path; default: as recorded by simattr embed)")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--test-data", help="test images (name or path; default: as recorded by simattr embed)")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--data-root", help="folder holding the dataset files (mnist/cifar by name)")
+    p.add_argument("--n-test", type=int, default=50, help="test images shown (default 50)")
+    p.add_argument("--top", type=int, default=10, help="training images per test image (default 10)")
+    p.set_defaults(func=report_cmd)
+
+
+def _reopen(attr, side, name, split, root):
+    from .datasets import open_dataset
+
+    if name:
+        return open_dataset(name, split, root=root)
+    spec = ((attr.provenance.get(side) or {}).get("dataset") or {}).get("spec")
+    if not spec:
+        raise CliError(f"--{side}-data: the attribution does not record its {side} images; pass --{side}-data")
+    return open_dataset(spec["dataset"], spec["split"], root=spec.get("root"), image_size=spec.get("image_size"))
+
+
+def report_cmd(args) -> int:
+    from .attribution import Attribution
+    from .report import render_report
+
+    if args.n_test <= 0:
+        raise CliError(f"--n-test: expected a positive integer, got {args.n_test}")
+    attr = Attribution.load(args.attribution)
+    train = _reopen(attr, "train", args.train_data, args.train_split, args.data_root)
+    test = _reopen(attr, "test", args.test_data, args.test_split, args.data_root)
+    names = (train.describe() if hasattr(train, "describe") else {}).get("class_names")
+    render_report(attr, train, test, args.out, rows=range(min(args.n_test, len(attr))), top=args.top,
+                  class_names=names)
+    print(f"simattr report: {min(args.n_test, len(attr))} test images -> {os.path.abspath(args.out)}")
+    return 0

@@ -1,0 +1,144 @@
+"""``Attributor``: the estimator-style front of the kernels.
+
+    att = Attributor(method="esvm", k=1280).fit(train_embeddings, train_labels)
+    result = att.attribute(test_embeddings, test_labels)      # -> Attribution
+    result.save("attribution.npz")
+
+Embeddings may be arrays ``[n, d]`` (float32/float16; NumPy, memmap, torch) or
+:class:`~simattr_fast.embed.Embeddings` folders from :func:`~simattr_fast.embed.embed` (their
+labels and metadata are then used). Memmapped training embeddings are streamed by the kernels,
+never loaded whole (except by ``esvm`` with ``condition="none"``, whose pool must fit in RAM).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .attribution import Attribution
+from .embed import Embeddings
+
+METHODS = ("esvm", "cosine", "l2", "ip")
+CONDITIONS = ("true", "predicted", "none")
+
+
+def _features(x, name: str):
+    """(features, labels or None, provenance dict) from an array or an Embeddings folder."""
+    if isinstance(x, Embeddings):
+        m = x.meta
+        prov = {"path": x.path, "backbone": m.get("backbone"), "checkpoint_sha256": (m.get("checkpoint") or {}).get(
+            "sha256"), "dataset": m.get("dataset"), "dataset_fingerprint": m.get("dataset_fingerprint"),
+            "count": m.get("count"), "dim": m.get("dim"), "dtype": m.get("dtype")}
+        return x.features, x.labels, prov
+    if hasattr(x, "detach") or hasattr(x, "__cuda_array_interface__"):
+        return x, None, {"array": type(x).__name__}
+    a = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array [n, d] of embeddings, got shape {a.shape}")
+    if a.dtype not in (np.float32, np.float16):
+        if not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(f"{name}: expected float32 or float16 embeddings, got {a.dtype}")
+        a = a.astype(np.float32)  # float64 and friends: one copy to what the kernels take
+    return a, None, {"array": type(x).__name__, "shape": list(a.shape), "dtype": str(a.dtype)}
+
+
+class Attributor:
+    """Ranks, for each test image, the training images it rests on (DESIGN.md section 1).
+
+    Parameters
+    ----------
+    method : "esvm" (default; an exemplar SVM per test image), "cosine", "ip" or "l2".
+    k : training images kept per test image (default 1280, the reference setting).
+    condition : the candidate pool. "true" (default): training images of the test image's true
+        label; "predicted": of the label the model predicted (pass ``predicted_labels``);
+        "none": all training images.
+    device : "auto", "cpu" or "cuda".
+    C, loss, intercept_scaling, tol, max_iter : the exemplar SVM (scikit-learn ``LinearSVC``
+        semantics), used by ``method="esvm"`` only.
+    n_threads : CPU threads (default: all). progress : show progress bars on long runs.
+    """
+
+    def __init__(self, method="esvm", k=1280, condition="true", device="auto", C=0.1, loss="squared_hinge",
+                 intercept_scaling=1.0, tol=1e-6, max_iter=10000, n_threads=None, progress=None):
+        self.method, self.k, self.condition, self.device = method, k, condition, device
+        self.C, self.loss, self.intercept_scaling, self.tol, self.max_iter = C, loss, intercept_scaling, tol, max_iter
+        self.n_threads, self.progress = n_threads, progress
+
+    def _check_params(self):
+        from ._validate import check_k
+
+        if self.method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"condition: expected one of {CONDITIONS}, got {self.condition!r}")
+        check_k(self.k)
+
+    def fit(self, train_embeddings, train_labels=None) -> "Attributor":
+        """Stores the training embeddings ``[n_train, d]`` and labels ``[n_train]`` (labels
+        are needed unless ``condition="none"``; an Embeddings folder brings its own)."""
+        self._check_params()
+        x, labels, prov = _features(train_embeddings, "train_embeddings")
+        if train_labels is not None:
+            labels = train_labels
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("train_embeddings: expected at least one training image, got 0 rows")
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != (n,):
+                raise ValueError(f"train_labels: expected one label per training embedding ({n}), got shape "
+                                 f"{labels.shape}")
+            labels = labels.astype(np.int64)
+        elif self.condition != "none":
+            raise ValueError(f"train_labels: condition={self.condition!r} needs the training labels; pass them "
+                             "or use condition='none'")
+        self.train_embeddings_, self.train_labels_, self.train_provenance_ = x, labels, prov
+        self.n_train_, self.dim_ = int(n), int(x.shape[1])
+        return self
+
+    def attribute(self, test_embeddings, test_labels=None, predicted_labels=None, test_ids=None) -> Attribution:
+        """Top-k training images for each test embedding ``[n_test, d]``; ``test_ids``
+        (default 0..n_test-1) say which test images the rows are."""
+        if not hasattr(self, "train_embeddings_"):
+            raise RuntimeError("Attributor: call fit(train_embeddings, train_labels) before attribute()")
+        self._check_params()
+        q, labels, prov = _features(test_embeddings, "test_embeddings")
+        if test_labels is not None:
+            labels = np.asarray(test_labels)
+        nq = q.shape[0]
+        if q.shape[1] != self.dim_:
+            raise ValueError(f"test_embeddings: expected dimension {self.dim_} like the training embeddings, got "
+                             f"{q.shape[1]}; embed both with the same backbone")
+        for name, v in (("test_labels", labels), ("predicted_labels", predicted_labels)):
+            if v is not None and np.asarray(v).shape != (nq,):
+                raise ValueError(f"{name}: expected one label per test embedding ({nq}), got shape {np.shape(v)}")
+        pool = {"true": labels, "predicted": predicted_labels, "none": None}[self.condition]
+        if self.condition != "none" and pool is None:
+            arg = "test_labels" if self.condition == "true" else "predicted_labels"
+            raise ValueError(f"{arg}: condition={self.condition!r} needs them; pass {arg}= or use condition='none'")
+        key_labels = None if pool is None else self.train_labels_
+        t0 = time.perf_counter()
+        scores, idx = self._run(q, pool, key_labels)
+        seconds = time.perf_counter() - t0
+        import simattr_fast
+
+        params = {"method": self.method, "k": int(self.k), "condition": self.condition,
+                  "higher_is_better": self.method != "l2", "device": self.device, "seconds": seconds}
+        if self.method == "esvm":
+            params.update(C=self.C, loss=self.loss, intercept_scaling=self.intercept_scaling, tol=self.tol,
+                          max_iter=self.max_iter)
+        provenance = {"train": self.train_provenance_, "test": prov, "simattr_fast": simattr_fast.__version__,
+                      "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        ids = np.arange(nq) if test_ids is None else test_ids
+        return Attribution(idx, scores, ids, params=params, provenance=provenance,
+                           test_labels=None if labels is None else np.asarray(labels),
+                           predicted_labels=predicted_labels)
+
+    def _run(self, q, pool, key_labels):
+        from . import esvm_topk, topk
+
+        common = dict(device=self.device, n_threads=self.n_threads, progress=self.progress)
+        if self.method == "esvm":
+            return esvm_topk(q, self.train_embeddings_, self.k, pool, key_labels, C=self.C, loss=self.loss,
+                             intercept_scaling=self.intercept_scaling, tol=self.tol, max_iter=self.max_iter, **common)
+        return topk(q, self.train_embeddings_, self.k, self.method, pool, key_labels, **common)
