@@ -1,0 +1,80 @@
+"""The results store: every trained model is one row of a SQLite database in WAL mode.
+
+    outcomes(test_id, method, metric, m, seed, correct, margin, wall_s, created)
+    primary key (test_id, method, metric, m, seed)
+
+``metric`` is ``removal``, ``mislabel``, ``flipclass`` (the ensemble that picks the flip class)
+or ``lds``; ``m`` is the number of top-ranked images removed/relabelled (the subset number for
+LDS). A row is written (and committed) the moment its model has been evaluated, so a run
+killed at any point loses at most the model in training; WAL mode and a busy timeout let
+several worker processes write to one store. Rows are never overwritten (``INSERT OR IGNORE``):
+a model that is already there is never trained again.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outcomes (
+    test_id INTEGER NOT NULL, method TEXT NOT NULL, metric TEXT NOT NULL, m INTEGER NOT NULL,
+    seed INTEGER NOT NULL, correct INTEGER NOT NULL, margin REAL NOT NULL, wall_s REAL NOT NULL,
+    created REAL NOT NULL, PRIMARY KEY (test_id, method, metric, m, seed));
+CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class ResultsStore:
+    """One SQLite file shared by all workers (each opens its own connection)."""
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self._con = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+        self._con.executescript(_SCHEMA)
+
+    def close(self):
+        self._con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def add(self, test_id, method, metric, m, seed, correct, margin, wall_s) -> None:
+        self._con.execute("INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          (int(test_id), method, metric, int(m), int(seed), int(bool(correct)), float(margin),
+                           float(wall_s), time.time()))
+
+    def get(self, test_id, method, metric, m) -> dict:
+        """{seed: (correct, margin)} of the models already evaluated for this step."""
+        rows = self._con.execute("SELECT seed, correct, margin FROM outcomes WHERE test_id=? AND method=? AND "
+                                 "metric=? AND m=?", (int(test_id), method, metric, int(m))).fetchall()
+        return {s: (bool(c), g) for s, c, g in rows}
+
+    def rows(self, metric: str | None = None, method: str | None = None) -> list[tuple]:
+        q, args = "SELECT test_id, method, metric, m, seed, correct, margin, wall_s FROM outcomes WHERE 1=1", []
+        for col, v in (("metric", metric), ("method", method)):
+            if v is not None:
+                q += f" AND {col}=?"
+                args.append(v)
+        return self._con.execute(q + " ORDER BY test_id, method, metric, m, seed", args).fetchall()
+
+    def count(self) -> int:
+        return self._con.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]
+
+    def set_info(self, key: str, value: str) -> None:
+        """Records a run setting; a different value for an existing key is an error (mixing
+        the outcomes of two settings in one store would corrupt every summary)."""
+        old = self.info(key)
+        if old is not None and old != value:
+            raise ValueError(f"store: {self.path!r} was filled with {key}={old}, not {value}; use another store")
+        self._con.execute("INSERT OR IGNORE INTO info VALUES (?, ?)", (key, value))
+
+    def info(self, key: str):
+        row = self._con.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
+        return row and row[0]
