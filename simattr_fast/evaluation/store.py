@@ -2,6 +2,8 @@
 
     outcomes(test_id, method, metric, m, seed, correct, margin, wall_s, created)
     primary key (test_id, method, metric, m, seed)
+    supports(test_id, method, metric, support, k)      the answer of each finished search
+    info(key, value)                                   the run's settings
 
 ``metric`` is ``removal``, ``mislabel``, ``flipclass`` (the ensemble that picks the flip class)
 or ``lds``; ``m`` is the number of top-ranked images removed/relabelled (the subset number for
@@ -21,6 +23,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
     test_id INTEGER NOT NULL, method TEXT NOT NULL, metric TEXT NOT NULL, m INTEGER NOT NULL,
     seed INTEGER NOT NULL, correct INTEGER NOT NULL, margin REAL NOT NULL, wall_s REAL NOT NULL,
     created REAL NOT NULL, PRIMARY KEY (test_id, method, metric, m, seed));
+CREATE TABLE IF NOT EXISTS supports (
+    test_id INTEGER NOT NULL, method TEXT NOT NULL, metric TEXT NOT NULL, support INTEGER NOT NULL,
+    k INTEGER NOT NULL, PRIMARY KEY (test_id, method, metric));
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -63,6 +68,19 @@ class ResultsStore:
                 q += f" AND {col}=?"
                 args.append(v)
         return self._con.execute(q + " ORDER BY test_id, method, metric, m, seed", args).fetchall()
+
+    def add_support(self, test_id, method, metric, support, k) -> None:
+        """The finished search's answer (-1: censored at k)."""
+        self._con.execute("INSERT OR REPLACE INTO supports VALUES (?, ?, ?, ?, ?)",
+                          (int(test_id), method, metric, int(support), int(k)))
+
+    def supports(self, metric: str) -> dict:
+        """{method: {test_id: support}} of the finished searches."""
+        out: dict = {}
+        for t, meth, s in self._con.execute("SELECT test_id, method, support FROM supports WHERE metric=? "
+                                            "ORDER BY method, test_id", (metric,)):
+            out.setdefault(meth, {})[t] = s
+        return out
 
     def count(self) -> int:
         return self._con.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]

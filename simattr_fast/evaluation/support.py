@@ -1,0 +1,111 @@
+"""Data removal support and data mislabel support (DESIGN.md section 2).
+
+For a test image and a ranking ``L`` of its training images: the smallest ``m`` such that models
+trained without ``L[:m]`` (removal) or with ``L[:m]`` relabelled to the flip class (mislabel)
+misclassify it. "Misclassify" is decided by ``M`` models with fresh seeds: flipped when the
+fraction that still predict the true label is ``<= 0.5``. Search: try ``m = k`` first; if that
+does not flip, the support is censored (stored as -1, read ">k"); otherwise bisect on
+``[0, k]`` for ``budget`` steps, keeping the smallest ``m`` that flipped.
+
+Every model's outcome goes to the :class:`ResultsStore` the moment it is known and is read
+back instead of retrained, so a search resumes after a kill without redoing anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+
+from .trainers import margins
+
+CENSORED = -1
+
+
+def model_seed(test_id: int, method: str, metric: str, m: int, j: int) -> int:
+    """A fresh, reproducible seed per model: the j-th model of step m of one search."""
+    h = hashlib.sha256(f"{test_id}/{method}/{metric}/{m}/{j}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def evaluate_step(trainer, store, test_id, true_label, method, metric, m, n_models, train_set, labels):
+    """Trains the step's missing models (all at once), stores each outcome; returns the
+    fraction of the ``n_models`` models that classify the test image correctly."""
+    have = store.get(test_id, method, metric, m)
+    seeds = [model_seed(test_id, method, metric, m, j) for j in range(n_models)]
+    todo = [s for s in seeds if s not in have]
+    if todo:
+        t0 = time.perf_counter()
+        handle = trainer.train(train_set, labels, todo)
+        lg = trainer.logits(handle, [test_id])[:, 0, :]  # [len(todo), C]
+        wall = (time.perf_counter() - t0) / len(todo)
+        mg = margins(lg[:, None, :], np.array([true_label]))[:, 0]
+        for s, row, g in zip(todo, lg, mg):
+            correct = int(np.argmax(row)) == true_label
+            store.add(test_id, method, metric, m, s, correct, g, wall)
+            have[s] = (correct, g)
+    return float(np.mean([have[s][0] for s in seeds]))
+
+
+def support(trainer, store, test_id: int, ranking, method: str, metric: str = "removal", k: int = 1280,
+            n_models: int = 5, budget: int = 7, flip_class: int | None = None, train_ids=None) -> int:
+    """Removal (``metric="removal"``) or mislabel (``"mislabel"``, needs ``flip_class``)
+    support of test image ``test_id`` for ``ranking`` (training indices, best first; -1
+    padding ignored). Returns the smallest flipping ``m`` found, or ``CENSORED`` (-1)."""
+    if metric not in ("removal", "mislabel"):
+        raise ValueError(f"metric: expected 'removal' or 'mislabel', got {metric!r}")
+    if metric == "mislabel" and flip_class is None:
+        raise ValueError("flip_class: mislabel support needs the class to relabel to (see flip_classes)")
+    for name, v in (("k", k), ("n_models", n_models), ("budget", budget)):
+        if int(v) <= 0:
+            raise ValueError(f"{name}: expected a positive integer, got {v}")
+    ranking = np.asarray(ranking, np.int64)
+    ranking = ranking[ranking >= 0][:k]
+    all_ids = np.arange(len(trainer.y_train)) if train_ids is None else np.asarray(train_ids, np.int64)
+    true_label = int(trainer.y_test[test_id])
+    k = min(k, len(ranking))
+    if k == 0:
+        return CENSORED
+
+    def flipped(m: int) -> bool:
+        top = ranking[:m]
+        labels = trainer.y_train
+        if metric == "removal":
+            train_set = np.setdiff1d(all_ids, top, assume_unique=True)
+        else:
+            train_set, labels = all_ids, labels.copy()
+            labels[top] = flip_class
+        frac = evaluate_step(trainer, store, test_id, true_label, method, metric, m, n_models, train_set, labels)
+        return frac <= 0.5
+
+    if not flipped(k):
+        return CENSORED
+    lo, hi = 0, k  # invariant: hi flips; lo is taken not to (the unmodified model is right)
+    for _ in range(budget):
+        if hi - lo <= 1:
+            break
+        mid = (lo + hi) // 2
+        if flipped(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def flip_classes(trainer, store, test_ids, n_models: int = 5) -> dict:
+    """The flip class of each test image: the highest-ranked wrong class in the averaged
+    softmax of ``n_models`` models trained on the full data (stored as metric ``flipclass``)."""
+    test_ids = [int(t) for t in test_ids]
+    seeds = [model_seed(-1, "full", "flipclass", 0, j) for j in range(n_models)]
+    handle = trainer.train(np.arange(len(trainer.y_train)), trainer.y_train, seeds)
+    lg = trainer.logits(handle, test_ids)  # [M, n, C]
+    p = np.exp(lg - lg.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    mean = p.mean(0)
+    y = trainer.y_test[test_ids]
+    mg = margins(lg, y)
+    for j, s in enumerate(seeds):
+        for i, t in enumerate(test_ids):
+            store.add(t, "full", "flipclass", 0, s, int(np.argmax(lg[j, i])) == y[i], mg[j, i], 0.0)
+    mean[np.arange(len(y)), y] = -np.inf
+    return {t: int(c) for t, c in zip(test_ids, mean.argmax(1))}
