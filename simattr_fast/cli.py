@@ -5,6 +5,8 @@
     simattr embed --dataset NAME|PATH --checkpoint FILE --out DIR ...
     simattr attribute --train DIR --test DIR --out FILE ...   rankings -> attribution file
     simattr report --attribution FILE --out FILE.html ...     self-contained HTML report
+    simattr evaluate removal|mislabel|lds --attribution FILE... --store DB --out DIR ...
+    simattr compare --store DB A B                            head-to-head support counts
 
 Errors are one line on stderr and a non-zero exit status (2), never a traceback.
 """
@@ -17,12 +19,13 @@ from ._cli_attribute import add_attribute, add_report
 from ._cli_common import CliError
 from ._cli_demo import add_demo
 from ._cli_embed import add_embed, add_train_ssl
+from ._cli_evaluate import add_compare, add_evaluate
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="simattr", description="Similarity-based data attribution for image classifiers.")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (add_demo, add_train_ssl, add_embed, add_attribute, add_report):
+    for add in (add_demo, add_train_ssl, add_embed, add_attribute, add_report, add_evaluate, add_compare):
         add(sub)
     return p
 

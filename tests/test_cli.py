@@ -123,3 +123,29 @@ def test_report_command_reopens_recorded_datasets(tmp_path, capsys):
     assert main(["report", "--attribution", str(demo / "attribution.npz"), "--out", str(out), "--n-test", "3",
                  "--top", "2"]) == 0
     assert out.read_text().count("<section") == 3
+
+
+def test_evaluate_and_compare_commands(tmp_path, capsys):
+    demo = tmp_path / "demo"
+    assert main(["demo", "--out", str(demo), "--k", "10", "--epochs", "1"]) == 0
+    store, out = str(tmp_path / "s.sqlite"), str(tmp_path / "ev")
+    argv = ["evaluate", "removal", "--attribution", f"ours={demo / 'attribution.npz'}", "--random", "--dataset",
+            "digits", "--store", store, "--out", out, "--test-ids", "0,5", "--k", "8", "--models", "2", "--budget",
+            "2", "--workers", "1", "--epochs", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "ours: flipped" in printed and "random: flipped" in printed
+    summary = json.loads((tmp_path / "ev" / "summary_removal.json").read_text())
+    assert summary["test_ids"] == [0, 5] and set(summary["supports"]) == {"ours", "random"}
+    assert (tmp_path / "ev" / "cdf_removal.png").exists()
+    n = summary["models_in_store"]
+    assert main(argv) == 0  # finished: nothing is trained again
+    assert json.loads((tmp_path / "ev" / "summary_removal.json").read_text())["models_in_store"] == n
+    capsys.readouterr()
+    assert main(["compare", "--store", store, "ours", "random"]) == 0
+    assert "removal support on 2 common test images" in capsys.readouterr().out
+    assert "nope: no finished removal searches" in _err(capsys, ["compare", "--store", store, "ours", "nope"])
+    assert "--dataset: the small_cnn trainer needs" in _err(capsys, argv[:5] + ["--store", store, "--out", out])
+    assert "was filled with settings/removal" in _err(capsys, argv[:-2] + ["--epochs", "2"])
+    assert "attribution: no file" in _err(capsys, ["evaluate", "lds", "--attribution", str(tmp_path / "x.npz"),
+                                                   "--dataset", "digits", "--store", store, "--out", out])

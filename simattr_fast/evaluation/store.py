@@ -82,6 +82,10 @@ class ResultsStore:
             out.setdefault(meth, {})[t] = s
         return out
 
+    def max_k(self, metric: str) -> int:
+        """The largest search range k used by the finished searches of ``metric``."""
+        return self._con.execute("SELECT COALESCE(MAX(k), 0) FROM supports WHERE metric=?", (metric,)).fetchone()[0]
+
     def count(self) -> int:
         return self._con.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]
 
@@ -92,6 +96,10 @@ class ResultsStore:
         if old is not None and old != value:
             raise ValueError(f"store: {self.path!r} was filled with {key}={old}, not {value}; use another store")
         self._con.execute("INSERT OR IGNORE INTO info VALUES (?, ?)", (key, value))
+
+    def replace_info(self, key: str, value: str) -> None:
+        """Sets a value that may grow over runs (e.g. the flip classes of more test images)."""
+        self._con.execute("INSERT OR REPLACE INTO info VALUES (?, ?)", (key, value))
 
     def info(self, key: str):
         row = self._con.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()

@@ -109,3 +109,19 @@ def flip_classes(trainer, store, test_ids, n_models: int = 5) -> dict:
             store.add(t, "full", "flipclass", 0, s, int(np.argmax(lg[j, i])) == y[i], mg[j, i], 0.0)
     mean[np.arange(len(y)), y] = -np.inf
     return {t: int(c) for t, c in zip(test_ids, mean.argmax(1))}
+
+
+def random_attribution(train_labels, test_labels, test_ids, k: int, seed: int = 0):
+    """The baseline ranking: ``k`` training images of the test image's class in random order."""
+    from ..attribution import Attribution
+
+    rng = np.random.default_rng(seed)
+    train_labels = np.asarray(train_labels)
+    idx = np.full((len(test_ids), k), -1, np.int64)
+    for r, y in enumerate(np.asarray(test_labels)):
+        pool = rng.permutation(np.flatnonzero(train_labels == y))[:k]
+        idx[r, :len(pool)] = pool
+    scores = np.where(idx >= 0, -np.arange(k, dtype=np.float32)[None, :], np.nan)
+    return Attribution(idx, scores, test_ids, test_labels=test_labels,
+                       params={"method": "random", "k": int(k), "condition": "true", "higher_is_better": True,
+                               "seed": seed})

@@ -121,3 +121,27 @@ class LinearProbe(_Vectorised):
 
     def make(self):
         return nn.Linear(self.x_train.shape[1], self.n_classes)
+
+
+def trainer_from_spec(spec: dict):
+    """Builds a trainer from plain data (picklable, so every worker process builds its own):
+    ``{"kind": "small_cnn", "dataset": name or path, "root": ..., "n_train": N, "epochs": E}``
+    or ``{"kind": "linear", "train_embeddings": dir, "test_embeddings": dir, "n_train": N}``.
+    ``n_train`` keeps the first N training images (attributions must index the same N)."""
+    kind, n = spec.get("kind"), spec.get("n_train")
+    extra = {k: spec[k] for k in ("epochs", "batch_size", "lr", "device") if spec.get(k) is not None}
+    if kind == "small_cnn":
+        from ..datasets import open_dataset
+        from ..ssl import as_tensors
+
+        train = open_dataset(spec["dataset"], "train", root=spec.get("root"))
+        test = open_dataset(spec["dataset"], "test", root=spec.get("root"))
+        n = len(train) if n is None else n
+        return SmallCNN(as_tensors(train)[:n], train.targets[:n], as_tensors(test), test.targets, **extra)
+    if kind == "linear":
+        from ..embed import load_embeddings
+
+        tr, te = load_embeddings(spec["train_embeddings"]), load_embeddings(spec["test_embeddings"])
+        n = len(tr) if n is None else n
+        return LinearProbe(tr.features[:n], tr.labels[:n], te.features, te.labels, **extra)
+    raise ValueError(f"trainer: expected 'small_cnn' or 'linear', got {kind!r}")

@@ -1,0 +1,85 @@
+"""One call from attributions to evaluated summaries: the function behind `simattr evaluate`."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from .lds import lds, subset_margins, subset_masks
+from .runner import run_searches
+from .store import ResultsStore
+from .summary import head_to_head, plot_cdf, summarize
+from .support import flip_classes
+from .trainers import trainer_from_spec
+
+METRICS = ("removal", "mislabel", "lds")
+
+
+def _ranking_sha(a, test_ids) -> str:
+    h = hashlib.sha256()
+    for t in test_ids:
+        h.update(a.ranking(t).tobytes())
+    return h.hexdigest()
+
+
+def evaluate(attributions: dict, trainer_spec: dict, store_path: str, metric: str, test_ids, out_dir: str,
+             k: int = 1280, n_models: int = 5, budget: int = 7, n_workers=None, n_subsets: int = 50,
+             alpha: float = 0.5, progress=None) -> dict:
+    """Evaluates every ``{method: Attribution}`` on ``test_ids`` with the trainer described by
+    ``trainer_spec`` (see :func:`trainer_from_spec`); every model goes to the store at
+    ``store_path``. Writes ``summary_<metric>.json`` (and ``cdf_<metric>.png`` for supports)
+    to ``out_dir`` and returns the summary. Started again, it redoes nothing that finished."""
+    if metric not in METRICS:
+        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    test_ids = [int(t) for t in test_ids]
+    if not test_ids:
+        raise ValueError("test_ids: expected at least one test image")
+    for name, a in attributions.items():
+        missing = sorted(set(test_ids) - set(a.test_ids.tolist()))
+        if missing:
+            raise ValueError(f"test_ids: attribution {name!r} has no ranking for test images {missing[:5]}")
+    os.makedirs(out_dir, exist_ok=True)
+    factory = functools.partial(trainer_from_spec, trainer_spec)
+    with ResultsStore(store_path) as st:
+        st.set_info(f"settings/{metric}", json.dumps({"trainer": trainer_spec, "k": k, "n_models": n_models,
+                                                      "budget": budget, "n_subsets": n_subsets, "alpha": alpha},
+                                                     sort_keys=True))
+        for name, a in attributions.items():
+            st.set_info(f"ranking/{metric}/{name}", _ranking_sha(a, test_ids))
+        if metric == "lds":
+            trainer = factory()
+            masks = subset_masks(len(trainer.y_train), n_subsets, alpha)
+            mg = subset_margins(trainer, st, test_ids, n_subsets, alpha, progress=progress)
+            per = {}
+            for name, a in attributions.items():
+                rows = [int(np.flatnonzero(a.test_ids == t)[0]) for t in test_ids]
+                per[name] = lds(a, masks, mg, rows)
+            summary = {"metric": "lds", "alpha": alpha, "n_subsets": n_subsets, "test_ids": test_ids, "methods": per}
+        else:
+            flip = None
+            if metric == "mislabel":
+                flip = json.loads(st.info("flipclasses") or "{}")
+                flip = {int(t): c for t, c in flip.items()}
+                if not set(test_ids) <= set(flip):
+                    flip.update(flip_classes(factory(), st, [t for t in test_ids if t not in flip], n_models))
+                    st.replace_info("flipclasses", json.dumps(flip))
+            jobs = [(name, t, a.ranking(t)) for name, a in attributions.items() for t in test_ids]
+            res = run_searches(factory, store_path, jobs, metric, k=k, n_models=n_models, budget=budget, flip=flip,
+                               n_workers=n_workers, progress=progress)
+            per = {name: {t: res[name][t] for t in test_ids} for name in attributions}
+            names = sorted(per)
+            summary = {"metric": metric, "k": k, "n_models": n_models, "budget": budget, "test_ids": test_ids,
+                       "supports": {n: {str(t): s for t, s in per[n].items()} for n in names},
+                       "methods": {n: summarize(per[n], k) for n in names},
+                       "head_to_head": {f"{a} vs {b}": head_to_head(per[a], per[b])
+                                        for i, a in enumerate(names) for b in names[i + 1:]}}
+            summary["plot"] = plot_cdf(per, k, os.path.join(out_dir, f"cdf_{metric}.png"), title=f"{metric} support")
+        summary["models_in_store"] = st.count()
+    path = os.path.join(out_dir, f"summary_{metric}.json")
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2)
+    summary["summary_file"] = path
+    return summary
