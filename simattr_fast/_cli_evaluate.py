@@ -94,7 +94,7 @@ def evaluate_cmd(args) -> int:
         else:
             print(f"{name}: flipped {m['flipped']}/{m['n']} within k={args.k}, median support {m['median']}, "
                   f"CDF area {m['cdf_area']:.3f}")
-    print(f"simattr evaluate: {s['models_in_store']} models in {args.store}; summary {s['summary_file']}")
+    print(f"simattr evaluate: {s['rows_in_store']} outcome rows in {args.store}; summary {s['summary_file']}")
     return 0
 
 

@@ -138,9 +138,9 @@ def test_evaluate_and_compare_commands(tmp_path, capsys):
     summary = json.loads((tmp_path / "ev" / "summary_removal.json").read_text())
     assert summary["test_ids"] == [0, 5] and set(summary["supports"]) == {"ours", "random"}
     assert (tmp_path / "ev" / "cdf_removal.png").exists()
-    n = summary["models_in_store"]
+    n = summary["rows_in_store"]
     assert main(argv) == 0  # finished: nothing is trained again
-    assert json.loads((tmp_path / "ev" / "summary_removal.json").read_text())["models_in_store"] == n
+    assert json.loads((tmp_path / "ev" / "summary_removal.json").read_text())["rows_in_store"] == n
     capsys.readouterr()
     assert main(["compare", "--store", store, "ours", "random"]) == 0
     assert "removal support on 2 common test images" in capsys.readouterr().out

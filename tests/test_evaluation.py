@@ -207,6 +207,10 @@ def test_vectorised_trainers_equal_separate_training(rng, cls, shape):
     assert both.shape == (2, 5, 3)
     np.testing.assert_allclose(both[1], one[0], rtol=1e-4, atol=1e-4)
     assert not np.allclose(both[0], both[1])  # seeds differ
+    m = tr.module(tr.train(np.arange(50), y, [11, 12]), 1)
+    with torch.no_grad():
+        alone = m(tr.x_test[:5]).numpy()
+    np.testing.assert_allclose(alone, both[1], rtol=1e-4, atol=1e-5)
 
 
 def test_small_cnn_learns(rng):

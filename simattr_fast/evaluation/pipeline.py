@@ -77,7 +77,7 @@ def evaluate(attributions: dict, trainer_spec: dict, store_path: str, metric: st
                        "head_to_head": {f"{a} vs {b}": head_to_head(per[a], per[b])
                                         for i, a in enumerate(names) for b in names[i + 1:]}}
             summary["plot"] = plot_cdf(per, k, os.path.join(out_dir, f"cdf_{metric}.png"), title=f"{metric} support")
-        summary["models_in_store"] = st.count()
+        summary["rows_in_store"] = st.count()
     path = os.path.join(out_dir, f"summary_{metric}.json")
     with open(path, "w") as f:
         json.dump(summary, f, indent=2)

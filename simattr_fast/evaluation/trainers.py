@@ -58,6 +58,7 @@ class _Vectorised:
     def make(self) -> nn.Module:
         raise NotImplementedError
 
+    @torch.enable_grad()
     def train(self, indices, labels, seeds):
         indices, labels = np.asarray(indices, np.int64), torch.as_tensor(np.asarray(labels, np.int64))
         models = []
@@ -95,6 +96,16 @@ class _Vectorised:
             out = [fwd(params, buffers, x[i:i + 1024].unsqueeze(0).expand(M, *x[i:i + 1024].shape))
                    for i in range(0, len(x), 1024)]
         return torch.cat(out, 1).float().cpu().numpy()
+
+
+    def module(self, handle, j: int = 0) -> nn.Module:
+        """Model ``j`` of a trained handle as a plain ``nn.Module`` (for tools that need one,
+        such as TRAK); it expects inputs prepared as this trainer prepares them."""
+        _, params, buffers = handle
+        m = self.make()
+        m.load_state_dict({**{k: v[j].detach() for k, v in params.items()},
+                           **{k: v[j] for k, v in buffers.items()}})
+        return m.eval()
 
 
 class SmallCNN(_Vectorised):

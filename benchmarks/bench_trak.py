@@ -1,0 +1,199 @@
+"""Side by side with TRAK (traker, CPU projector) on the same model family, data and test images.
+
+    python benchmarks/bench_trak.py                               # the recorded run
+    python benchmarks/bench_trak.py --checkpoints 2 --subsets 10 --skip-removal   # quicker
+
+Same split as bench_removal.py: the first --n-train Fashion-MNIST training images, the test
+images of benchmarks/removal_test_ids.json (run bench_ssl.py and bench_removal.py first; this
+script reuses their SimCLR checkpoint and results store, so their ESVM/cosine/random searches
+are not redone).
+
+Cost, each stage timed in this run with its peak RSS and bytes written:
+- TRAK: train the small-CNN checkpoints it needs, featurize the training set (per-example
+  gradients, projected to --proj-dim=2048, TRAK's default), score the test images; with one
+  checkpoint and with --checkpoints of them.
+- ours: embed the training and test images with the SimCLR backbone, then ESVM and cosine
+  top-k. (Training the SimCLR backbone is a one-off per dataset, reported from bench_ssl.json.)
+Quality: removal support of every ranking (ESVM, cosine, random, TRAK x1, TRAK xC; TRAK ranks
+all training images, as it is meant to be used) through simattr_fast.evaluation, and LDS of
+all of them on the same --subsets subset-trained models.
+Writes benchmarks/trak_comparison.{json,md,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+
+import numpy as np
+import psutil
+import torch
+
+from _common import machine
+from simattr_fast import Attribution, Attributor
+from simattr_fast.datasets import ArrayDataset, open_dataset
+from simattr_fast.embed import embed, load_embeddings
+from simattr_fast.evaluation import evaluate, random_attribution, trainer_from_spec
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Stage:
+    """Wall time, peak RSS (sampled every 20 ms) and bytes written under ``paths``."""
+
+    def __init__(self, name, results, paths=()):
+        self.name, self.results, self.paths = name, results, paths
+
+    def __enter__(self):
+        self.proc, self.peak, self.stop = psutil.Process(), 0, threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        self.t0 = time.perf_counter()
+        return self
+
+    def _sample(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.t0
+        self.stop.set()
+        self.thread.join()
+        written = sum(du(p) for p in self.paths)
+        self.results[self.name] = {"seconds": wall, "peak_rss_gb": self.peak / 1e9, "bytes_written": written}
+        print(f"  {self.name}: {wall:.1f}s, peak RSS {self.peak / 1e9:.2f} GB, {written / 1e6:.1f} MB written")
+
+
+def du(path) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def trak_scores(trainer, modules, test_ids, n_train, proj_dim, save_dir, batch_size=256):
+    """TRAK scores [n_train, n_test] from ``modules`` (one per checkpoint)."""
+    from trak import TRAKer
+
+    shutil.rmtree(save_dir, ignore_errors=True)
+    tk = TRAKer(model=modules[0], task="image_classification", train_set_size=n_train, save_dir=save_dir,
+                device="cpu", proj_dim=proj_dim, use_half_precision=False, logging_level=40)
+    xs, ys = trainer.x_train[:n_train], torch.as_tensor(trainer.y_train[:n_train])
+    for mid, m in enumerate(modules):
+        tk.load_checkpoint(m.state_dict(), model_id=mid)
+        for i in range(0, n_train, batch_size):
+            tk.featurize(batch=(xs[i:i + batch_size], ys[i:i + batch_size]), num_samples=len(ys[i:i + batch_size]))
+    tk.finalize_features()
+    xt = trainer.x_test[torch.as_tensor(test_ids)]
+    yt = torch.as_tensor(trainer.y_test[test_ids])
+    for mid, m in enumerate(modules):
+        tk.start_scoring_checkpoint(exp_name="bench", checkpoint=m.state_dict(), model_id=mid,
+                                    num_targets=len(test_ids))
+        tk.score(batch=(xt, yt), num_samples=len(test_ids))
+    return np.asarray(tk.finalize_scores(exp_name="bench"), dtype=np.float32)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-train", type=int, default=4000)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--checkpoints", type=int, default=5, help="TRAK's 'several checkpoints' run (default 5)")
+    p.add_argument("--proj-dim", type=int, default=2048)
+    p.add_argument("--k", type=int, default=200)
+    p.add_argument("--models", type=int, default=5)
+    p.add_argument("--budget", type=int, default=5)
+    p.add_argument("--subsets", type=int, default=50)
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--skip-removal", action="store_true")
+    p.add_argument("--ids-file", default=os.path.join(HERE, "removal_test_ids.json"))
+    p.add_argument("--ssl-checkpoint", default=os.path.join(HERE, "out", "ssl_fashion", "checkpoint.pt"))
+    p.add_argument("--work", default=os.path.join(HERE, "out", "removal"), help="bench_removal's work folder")
+    p.add_argument("--result", default=os.path.join(HERE, "trak_comparison"))
+    args = p.parse_args(argv)
+    for path, what in ((args.ids_file, "bench_removal.py"), (args.ssl_checkpoint, "bench_ssl.py")):
+        if not os.path.exists(path):
+            sys.exit(f"bench_trak: {path} is missing; run benchmarks/{what} first")
+    with open(args.ids_file) as f:
+        ids = json.load(f)["test_ids"]
+    spec = {"kind": "small_cnn", "dataset": "fashion-mnist", "root": None, "n_train": args.n_train,
+            "epochs": args.epochs}
+    trainer = trainer_from_spec(spec)
+    n = args.n_train
+    tmp = os.path.join(HERE, "out", "trak_tmp")
+    os.makedirs(tmp, exist_ok=True)
+    cost: dict = {}
+    print("cost")
+    with Stage(f"trak: train {args.checkpoints} checkpoints", cost):
+        handle = trainer.train(np.arange(n), trainer.y_train, list(range(1000, 1000 + args.checkpoints)))
+        modules = [trainer.module(handle, j) for j in range(args.checkpoints)]
+    scores = {}
+    for c in sorted({1, args.checkpoints}):
+        d = os.path.join(tmp, f"trak_{c}")
+        with Stage(f"trak: featurize + score, {c} checkpoint(s)", cost, [d]):
+            scores[c] = trak_scores(trainer, modules[:c], ids, n, args.proj_dim, d)
+    train, test = open_dataset("fashion-mnist", "train"), open_dataset("fashion-mnist", "test")
+    sub = ArrayDataset(train.images[:n], train.targets[:n], name="fashion-mnist-first")
+    chosen = ArrayDataset(test.images[ids], test.targets[ids], name="fashion-mnist-test-chosen")
+    ours = os.path.join(tmp, "ours")
+    shutil.rmtree(ours, ignore_errors=True)
+    kw = dict(backbone="small_cnn", checkpoint=args.ssl_checkpoint, dtype="float16", progress=False)
+    with Stage("ours: embed train + test", cost, [ours]):
+        e_tr, e_te = embed(sub, os.path.join(ours, "train"), **kw), embed(chosen, os.path.join(ours, "test"), **kw)
+    for method in ("esvm", "cosine"):
+        f = os.path.join(ours, f"{method}.npz")
+        with Stage(f"ours: {method} top-{args.k}", cost, [f]):
+            Attributor(method, k=args.k, progress=False).fit(e_tr).attribute(e_te, test_ids=ids).save(f)
+
+    # Quality: rankings on bench_removal's embeddings (the same ones its store was filled with).
+    r_tr, r_te = load_embeddings(os.path.join(args.work, "emb_train")), load_embeddings(os.path.join(args.work, "emb_test"))
+    atts = {m: Attributor(m, k=args.k, progress=False).fit(r_tr).attribute(r_te.features[ids], r_te.labels[ids],
+                                                                          test_ids=ids) for m in ("esvm", "cosine")}
+    atts["random"] = random_attribution(r_tr.labels, r_te.labels[ids], ids, args.k)
+    for c, s in scores.items():
+        atts[f"trak_x{c}"] = Attribution.from_scores(s, "train_test", test_ids=ids, method=f"trak_x{c}")
+    store = os.path.join(args.work, "results.sqlite")
+    quality = {}
+    if not args.skip_removal:
+        print("removal support")
+        quality["removal"] = evaluate(atts, spec, store, "removal", ids, os.path.join(tmp, "eval"), k=args.k,
+                                      n_models=args.models, budget=args.budget, n_workers=args.workers)
+        shutil.copy(quality["removal"]["plot"], args.result + ".png")
+    print("LDS")
+    quality["lds"] = evaluate(atts, spec, store, "lds", ids, os.path.join(tmp, "eval"), n_subsets=args.subsets,
+                              alpha=args.alpha)
+    ssl_json = os.path.join(HERE, "out", "ssl.json")
+    ssl = json.load(open(ssl_json))["simclr"] if os.path.exists(ssl_json) else None
+    import trak
+
+    out = {"settings": {**vars(args), "trainer": spec}, "machine": machine(), "torch": torch.__version__,
+           "traker": getattr(trak, "__version__", "?"), "test_ids": ids, "cost": cost, "ssl_training_once": ssl,
+           "quality": {m: {k: v for k, v in q.items() if k not in ("plot",)} for m, q in quality.items()}}
+    with open(args.result + ".json", "w") as f:
+        json.dump(out, f, indent=2)
+    write_table(out, args.result + ".md")
+    print(open(args.result + ".md").read())
+    return 0
+
+
+def write_table(out: dict, path: str) -> None:
+    cost, q = out["cost"], out["quality"]
+    lines = ["| stage | seconds | peak RSS (GB) | written (MB) |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['seconds']:.1f} | {v['peak_rss_gb']:.2f} | {v['bytes_written'] / 1e6:.1f} |"
+              for k, v in cost.items()]
+    lines += ["", "| ranking | flipped within k | median removal support | CDF area | LDS (95% CI) |",
+              "|---|---|---|---|---|"]
+    for m, l in q["lds"]["methods"].items():
+        r = q.get("removal", {}).get("methods", {}).get(m)
+        rem = f"{r['flipped']}/{r['n']} | {r['median']} | {r['cdf_area']:.3f}" if r else "— | — | —"
+        lines.append(f"| {m} | {rem} | {l['lds']:.3f} ({l['ci95'][0]:.3f} .. {l['ci95'][1]:.3f}) |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
