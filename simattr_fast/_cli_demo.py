@@ -1,5 +1,6 @@
 """`simattr demo`: the whole pipeline on scikit-learn's digits, no download, about a minute on
-2 CPU cores: SimCLR backbone -> embeddings -> exemplar-SVM attribution -> HTML report.
+2 CPU cores: SimCLR backbone -> embeddings -> exemplar-SVM attribution -> HTML report -> a small
+removal-support check (ESVM against random rankings, small CNNs retrained without the top images).
 Every stage resumes, so running it again reuses what is already there."""
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def add_demo(sub):
     d.add_argument("--k", type=int, default=50, help="training images kept per test image (default: 50)")
     d.add_argument("--method", choices=("esvm", "cosine", "l2", "ip"), default="esvm")
     d.add_argument("--epochs", type=int, default=15, help="SimCLR epochs on the digits (default: 15)")
+    d.add_argument("--check", type=int, default=4, help="test images in the removal-support check (0 skips it)")
     d.add_argument("--device", choices=DEVICES, default="auto")
     d.set_defaults(func=demo_cmd)
 
@@ -36,23 +38,24 @@ def demo_cmd(args) -> int:
     train, test = open_dataset("digits", "train"), open_dataset("digits", "test")
     out = args.out
     ssl_dir = os.path.join(out, "ssl")
-    print(f"[1/4] SimCLR on {len(train)} training digits ({args.epochs} epochs) -> {ssl_dir}")
+    print(f"[1/5] SimCLR on {len(train)} training digits ({args.epochs} epochs) -> {ssl_dir}")
     last = train_ssl(train, ssl_dir, epochs=args.epochs, batch_size=128, device=args.device, progress=False)
     ckpt = os.path.join(ssl_dir, "checkpoint.pt")
-    print(f"[2/4] embedding {len(train)} + {len(test)} images")
+    print(f"[2/5] embedding {len(train)} + {len(test)} images")
     kw = dict(backbone="small_cnn", checkpoint=ckpt, dtype="float32", device=args.device, progress=False)
     e_train = embed(train, os.path.join(out, "embeddings", "train"), **kw)
     e_test = embed(test, os.path.join(out, "embeddings", "test"), **kw)
-    print(f"[3/4] {args.method} attribution, top {args.k} same-class training images per test image")
+    print(f"[3/5] {args.method} attribution, top {args.k} same-class training images per test image")
     att = Attributor(method=args.method, k=args.k, device=args.device, progress=False).fit(e_train)
     result = att.attribute(e_test)
     path = result.save(os.path.join(out, "attribution.npz"))
     report = os.path.join(out, "report.html")
-    print(f"[4/4] HTML report of 30 test images -> {report}")
+    print(f"[4/5] HTML report of 30 test images -> {report}")
     render_report(result, train, test, report, rows=range(30), top=10,
                   title="simattr demo: digits, exemplar SVM")
+    check = _removal_check(result, e_train, out, args.check) if args.check > 0 else None
     seconds = time.perf_counter() - t0
-    summary = {"dataset": "sklearn digits, fixed stratified 75/25 split", "n_train": len(train), "n_test": len(test),
+    summary = {"removal_check": check, "dataset": "sklearn digits, fixed stratified 75/25 split", "n_train": len(train), "n_test": len(test),
                "backbone": "small_cnn (SimCLR)", "ssl_epochs": last["epoch"], "ssl_loss": last["loss"],
                "method": args.method, "k": args.k, "attribution": path, "report": report,
                "attribute_seconds": result.params["seconds"], "total_seconds": seconds}
@@ -63,3 +66,20 @@ def demo_cmd(args) -> int:
           f"labels {train.targets[top].tolist()}")
     print(f"done in {seconds:.0f}s. Open the report: {os.path.abspath(report)}")
     return 0
+
+
+def _removal_check(result, e_train, out: str, n: int) -> dict:
+    """Removal support of the first ``n`` test digits for ESVM and random same-class rankings
+    (k=20, M=3 small CNNs per step, 2 bisection steps), stored in ``out/results.sqlite``."""
+    from .evaluation import evaluate, random_attribution
+
+    ids = result.test_ids[:n].tolist()
+    print(f"[5/5] removal-support check on {len(ids)} test digits: esvm vs random rankings, k=20")
+    rand = random_attribution(e_train.labels, result.test_labels[:n], ids, 20)
+    s = evaluate({"esvm": result, "random": rand}, {"kind": "small_cnn", "dataset": "digits", "epochs": 3},
+                 os.path.join(out, "results.sqlite"), "removal", ids, os.path.join(out, "evaluation"), k=20,
+                 n_models=3, budget=2, n_workers=1, progress=False)
+    for name, m in s["methods"].items():
+        print(f"      {name:6s}: flipped {m['flipped']}/{m['n']} by removing at most 20 images, "
+              f"median support {m['median']}")
+    return s["methods"]

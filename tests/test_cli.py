@@ -23,6 +23,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert np.all(train.targets[res.indices] == res.test_labels[:, None])
     assert (out / "report.html").read_text().count("<section") == 30
     assert res.provenance["train"]["backbone"] == "small_cnn"
+    assert set(meta["removal_check"]) == {"esvm", "random"} and meta["removal_check"]["esvm"]["n"] == 4
+    assert "removal-support check on 4 test digits" in printed
 
 
 def test_cli_error_is_one_line_and_nonzero(tmp_path):
@@ -118,7 +120,7 @@ def test_attribute_and_report_errors_are_one_line(tmp_path, arrays, capsys):
 
 def test_report_command_reopens_recorded_datasets(tmp_path, capsys):
     demo = tmp_path / "demo"
-    assert main(["demo", "--out", str(demo), "--k", "5", "--epochs", "1"]) == 0
+    assert main(["demo", "--out", str(demo), "--k", "5", "--epochs", "1", "--check", "0"]) == 0
     out = tmp_path / "again.html"
     assert main(["report", "--attribution", str(demo / "attribution.npz"), "--out", str(out), "--n-test", "3",
                  "--top", "2"]) == 0
@@ -127,7 +129,7 @@ def test_report_command_reopens_recorded_datasets(tmp_path, capsys):
 
 def test_evaluate_and_compare_commands(tmp_path, capsys):
     demo = tmp_path / "demo"
-    assert main(["demo", "--out", str(demo), "--k", "10", "--epochs", "1"]) == 0
+    assert main(["demo", "--out", str(demo), "--k", "10", "--epochs", "1", "--check", "0"]) == 0
     store, out = str(tmp_path / "s.sqlite"), str(tmp_path / "ev")
     argv = ["evaluate", "removal", "--attribution", f"ours={demo / 'attribution.npz'}", "--random", "--dataset",
             "digits", "--store", store, "--out", out, "--test-ids", "0,5", "--k", "8", "--models", "2", "--budget",
