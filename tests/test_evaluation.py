@@ -234,3 +234,14 @@ def test_resnet9_runs_on_cpu(rng):
     tr = ResNet9(x, y, x[:3], y[:3], epochs=1, batch_size=8, device="cpu")
     out = tr.logits(tr.train(np.arange(16), y, [0]), [0, 1, 2])
     assert out.shape == (1, 3, 10) and np.isfinite(out).all()
+
+
+@pytest.mark.gpu
+def test_resnet9_recipe_on_gpu(rng):
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    x = rng.random((1024, 3, 32, 32), dtype=np.float32)
+    y = (x[:, 0].mean((1, 2)) > 0.5).astype(int)  # learnable: brightness of the red channel
+    tr = ResNet9(x, y, x[:256], y[:256], epochs=4, device="cuda")
+    out = tr.logits(tr.train(np.arange(1024), y, [0, 1]), np.arange(256))
+    assert out.shape == (2, 256, 2) and (out.argmax(-1) == y[:256]).mean() > 0.7
