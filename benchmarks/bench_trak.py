@@ -75,8 +75,9 @@ def du(path) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-def trak_scores(trainer, modules, test_ids, n_train, proj_dim, save_dir, batch_size=256):
-    """TRAK scores [n_train, n_test] from ``modules`` (one per checkpoint)."""
+def trak_scores(trainer, modules, test_ids, n_train, proj_dim, save_dir, batch_size=256, targets=None):
+    """TRAK scores [n_train, n_test] from ``modules`` (one per checkpoint); ``targets``
+    ``(x, y)`` replaces the test images (the self-influence check scores training images)."""
     from trak import TRAKer
 
     shutil.rmtree(save_dir, ignore_errors=True)
@@ -88,12 +89,11 @@ def trak_scores(trainer, modules, test_ids, n_train, proj_dim, save_dir, batch_s
         for i in range(0, n_train, batch_size):
             tk.featurize(batch=(xs[i:i + batch_size], ys[i:i + batch_size]), num_samples=len(ys[i:i + batch_size]))
     tk.finalize_features()
-    xt = trainer.x_test[torch.as_tensor(test_ids)]
-    yt = torch.as_tensor(trainer.y_test[test_ids])
+    xt, yt = targets or (trainer.x_test[torch.as_tensor(test_ids)], torch.as_tensor(trainer.y_test[test_ids]))
     for mid, m in enumerate(modules):
         tk.start_scoring_checkpoint(exp_name="bench", checkpoint=m.state_dict(), model_id=mid,
-                                    num_targets=len(test_ids))
-        tk.score(batch=(xt, yt), num_samples=len(test_ids))
+                                    num_targets=len(yt))
+        tk.score(batch=(xt, yt), num_samples=len(yt))
     return np.asarray(tk.finalize_scores(exp_name="bench"), dtype=np.float32)
 
 
@@ -136,6 +136,14 @@ def main(argv=None) -> int:
         d = os.path.join(tmp, f"trak_{c}")
         with Stage(f"trak: featurize + score, {c} checkpoint(s)", cost, [d]):
             scores[c] = trak_scores(trainer, modules[:c], ids, n, args.proj_dim, d)
+    # Diagnostics: TRAK works if training images find themselves; how class-consistent are its tops?
+    self_s = trak_scores(trainer, modules[:1], None, n, args.proj_dim, os.path.join(tmp, "trak_self"),
+                         targets=(trainer.x_train[:50], torch.as_tensor(trainer.y_train[:50])))
+    same = {f"trak_x{c}": float((trainer.y_train[np.argsort(-s, 0, kind="stable")[:args.k]]
+                                  == trainer.y_test[ids][None, :]).mean()) for c, s in scores.items()}
+    diagnostics = {"trak_x1_self_influence_top1": float((self_s.argmax(0) == np.arange(50)).mean()),
+                   f"same_class_fraction_of_top{args.k}": same}
+    print(f"  diagnostics: {diagnostics}")
     train, test = open_dataset("fashion-mnist", "train"), open_dataset("fashion-mnist", "test")
     sub = ArrayDataset(train.images[:n], train.targets[:n], name="fashion-mnist-first")
     chosen = ArrayDataset(test.images[ids], test.targets[ids], name="fashion-mnist-test-chosen")
@@ -172,6 +180,7 @@ def main(argv=None) -> int:
 
     out = {"settings": {**vars(args), "trainer": spec}, "machine": machine(), "torch": torch.__version__,
            "traker": getattr(trak, "__version__", "?"), "test_ids": ids, "cost": cost, "ssl_training_once": ssl,
+           "diagnostics": diagnostics,
            "quality": {m: {k: v for k, v in q.items() if k not in ("plot",)} for m, q in quality.items()}}
     with open(args.result + ".json", "w") as f:
         json.dump(out, f, indent=2)
@@ -183,7 +192,7 @@ def main(argv=None) -> int:
 def write_table(out: dict, path: str) -> None:
     cost, q = out["cost"], out["quality"]
     lines = ["| stage | seconds | peak RSS (GB) | written (MB) |", "|---|---|---|---|"]
-    lines += [f"| {k} | {v['seconds']:.1f} | {v['peak_rss_gb']:.2f} | {v['bytes_written'] / 1e6:.1f} |"
+    lines += [f"| {k} | {v['seconds']:.3g} | {v['peak_rss_gb']:.2f} | {v['bytes_written'] / 1e6:.3g} |"
               for k, v in cost.items()]
     lines += ["", "| ranking | flipped within k | median removal support | CDF area | LDS (95% CI) |",
               "|---|---|---|---|---|"]
