@@ -1,12 +1,13 @@
 """Side by side with TRAK (traker, CPU projector) on the same model family, data and test images.
 
-    python benchmarks/bench_trak.py                               # the recorded run
-    python benchmarks/bench_trak.py --checkpoints 2 --subsets 10 --skip-removal   # quicker
+    python benchmarks/bench_trak.py            # the recorded run (runs bench_ssl / bench_removal first
+                                               # when their outputs are missing)
+    python benchmarks/bench_trak.py --quick    # everything sized down, under benchmarks/out/quick/
 
 Same split as bench_removal.py: the first --n-train Fashion-MNIST training images, the test
-images of benchmarks/removal_test_ids.json (run bench_ssl.py and bench_removal.py first; this
-script reuses their SimCLR checkpoint and results store, so their ESVM/cosine/random searches
-are not redone).
+images of benchmarks/removal_test_ids.json. It reuses the SimCLR checkpoint of bench_ssl.py and
+the results store of bench_removal.py (running them first when they are missing), so their
+ESVM/cosine/random searches are not redone.
 
 Cost, each stage timed in this run with its peak RSS and bytes written:
 - TRAK: train the small-CNN checkpoints it needs, featurize the training set (per-example
@@ -114,10 +115,34 @@ def main(argv=None) -> int:
     p.add_argument("--ssl-checkpoint", default=os.path.join(HERE, "out", "ssl_fashion", "checkpoint.pt"))
     p.add_argument("--work", default=os.path.join(HERE, "out", "removal"), help="bench_removal's work folder")
     p.add_argument("--result", default=os.path.join(HERE, "trak_comparison"))
+    p.add_argument("--ssl-minutes", type=float, default=25.0, help="SimCLR training time when it must be run")
+    p.add_argument("--quick", action="store_true", help="everything sized down (about 5 minutes), written under "
+                                                        "benchmarks/out/quick/ so the recorded figures stay")
     args = p.parse_args(argv)
-    for path, what in ((args.ids_file, "bench_removal.py"), (args.ssl_checkpoint, "bench_ssl.py")):
-        if not os.path.exists(path):
-            sys.exit(f"bench_trak: {path} is missing; run benchmarks/{what} first")
+    if args.quick:
+        q = os.path.join(HERE, "out", "quick")
+        args.n_train, args.checkpoints, args.k, args.budget, args.models, args.subsets = 2000, 2, 40, 2, 3, 10
+        args.ssl_minutes, args.ids_file = 2.0, os.path.join(q, "test_ids.json")
+        args.ssl_checkpoint, args.work = os.path.join(q, "ssl", "checkpoint.pt"), os.path.join(q, "removal")
+        args.result, n_test = os.path.join(q, "trak_comparison"), 4
+        os.makedirs(q, exist_ok=True)
+    else:
+        n_test = 20
+    # One command reruns everything: the SimCLR backbone and the removal run come first when missing.
+    if not os.path.exists(args.ssl_checkpoint):
+        import bench_ssl
+
+        bench_ssl.main(["--minutes", str(args.ssl_minutes), "--out", os.path.dirname(args.ssl_checkpoint),
+                        "--json", os.path.join(os.path.dirname(args.ssl_checkpoint), "ssl.json")])
+    if not os.path.exists(os.path.join(args.work, "results.sqlite")) or not os.path.exists(args.ids_file):
+        import bench_removal
+
+        bench_removal.main(["--n-train", str(args.n_train), "--n-test", str(n_test), "--k", str(args.k),
+                            "--models", str(args.models), "--budget", str(args.budget), "--epochs", str(args.epochs),
+                            "--workers", str(args.workers), "--ssl-checkpoint", args.ssl_checkpoint,
+                            "--work", args.work, "--ids-file", args.ids_file,
+                            "--result", os.path.join(os.path.dirname(args.result), "removal_fashion")
+                            if args.quick else os.path.join(HERE, "removal_fashion")])
     with open(args.ids_file) as f:
         ids = json.load(f)["test_ids"]
     spec = {"kind": "small_cnn", "dataset": "fashion-mnist", "root": None, "n_train": args.n_train,
@@ -174,7 +199,8 @@ def main(argv=None) -> int:
     print("LDS")
     quality["lds"] = evaluate(atts, spec, store, "lds", ids, os.path.join(tmp, "eval"), n_subsets=args.subsets,
                               alpha=args.alpha)
-    ssl_json = os.path.join(HERE, "out", "ssl.json")
+    ssl_json = os.path.join(os.path.dirname(args.ssl_checkpoint), "ssl.json")
+    ssl_json = ssl_json if os.path.exists(ssl_json) else os.path.join(HERE, "out", "ssl.json")
     ssl = json.load(open(ssl_json))["simclr"] if os.path.exists(ssl_json) else None
     import trak
 
