@@ -166,20 +166,21 @@ class FolderDataset(Dataset):
 
 def open_dataset(name_or_path: str, split: str = "train", root: str | None = None,
                  image_size: int | None = None):
-    """See :func:`_open`; the result remembers how it was opened (``spec``, kept in embedding
-    metadata), so that a report can open the same images again."""
+    """A dataset by name (``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``digits``;
+    ``root`` says where its files are, Fashion-MNIST defaults to Debian's location) or by path:
+    a folder of IDX files, of CIFAR batches, an ImageFolder tree (its ``split`` subfolder when
+    one exists), or an ``.npz`` with ``images`` and ``labels``. ``split``: ``'train'``,
+    ``'test'`` (or ``'all'`` for digits and folders). The result remembers how it was opened
+    (``spec``, kept in the embedding metadata), so that a report can open the same images again."""
     ds = _open(name_or_path, split, root, image_size)
     absolute = lambda p: p and (os.path.abspath(p) if os.path.exists(p) else p)  # noqa: E731
     named = name_or_path.lower() in NAMES
-    ds.spec = {"dataset": name_or_path if named else absolute(name_or_path), "split": split, "root": absolute(root), "image_size": image_size}
+    ds.spec = {"dataset": name_or_path if named else absolute(name_or_path), "split": split,
+               "root": absolute(root), "image_size": image_size}
     return ds
 
 
 def _open(name_or_path: str, split: str, root: str | None, image_size: int | None):
-    """A dataset by name (``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``digits``;
-    ``root`` says where its files are, Fashion-MNIST defaults to Debian's location) or by path:
-    a folder of IDX files, of CIFAR batches, an ImageFolder tree (its ``split`` subfolder when
-    one exists), or an ``.npz`` with ``images`` and ``labels``."""
     if split not in ("train", "test", "all"):
         raise ValueError(f"split: expected 'train', 'test' or 'all', got {split!r}")
     key = name_or_path.lower()
