@@ -24,7 +24,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path, capsys):
     assert (out / "report.html").read_text().count("<section") == 30
     assert res.provenance["train"]["backbone"] == "small_cnn"
     assert set(meta["removal_check"]) == {"esvm", "random"} and meta["removal_check"]["esvm"]["n"] == 4
-    assert "removal-support check on 4 test digits" in printed
+    assert "removal-support check on 4 least confident correct test digits" in printed
 
 
 def test_cli_error_is_one_line_and_nonzero(tmp_path):
