@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--skip-removal", action="store_true")
+    p.add_argument("--mislabel", action="store_true", help="also mislabel support for every ranking")
     p.add_argument("--ids-file", default=os.path.join(HERE, "removal_test_ids.json"))
     p.add_argument("--ssl-checkpoint", default=os.path.join(HERE, "out", "ssl_fashion", "checkpoint.pt"))
     p.add_argument("--work", default=os.path.join(HERE, "out", "removal"), help="bench_removal's work folder")
@@ -196,6 +197,11 @@ def main(argv=None) -> int:
         quality["removal"] = evaluate(atts, spec, store, "removal", ids, os.path.join(tmp, "eval"), k=args.k,
                                       n_models=args.models, budget=args.budget, n_workers=args.workers)
         shutil.copy(quality["removal"]["plot"], args.result + ".png")
+    if args.mislabel:
+        print("mislabel support")
+        quality["mislabel"] = evaluate(atts, spec, store, "mislabel", ids, os.path.join(tmp, "eval"), k=args.k,
+                                       n_models=args.models, budget=args.budget, n_workers=args.workers)
+        shutil.copy(quality["mislabel"]["plot"], args.result + "_mislabel.png")
     print("LDS")
     quality["lds"] = evaluate(atts, spec, store, "lds", ids, os.path.join(tmp, "eval"), n_subsets=args.subsets,
                               alpha=args.alpha)
@@ -220,12 +226,14 @@ def write_table(out: dict, path: str) -> None:
     lines = ["| stage | seconds | peak RSS (GB) | written (MB) |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['seconds']:.3g} | {v['peak_rss_gb']:.2f} | {v['bytes_written'] / 1e6:.3g} |"
               for k, v in cost.items()]
-    lines += ["", "| ranking | flipped within k | median removal support | CDF area | LDS (95% CI) |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| ranking | removal: flipped within k | median | CDF area | mislabel: flipped within k | median "
+              "| CDF area | LDS (95% CI) |", "|---|---|---|---|---|---|---|---|"]
     for m, l in q["lds"]["methods"].items():
-        r = q.get("removal", {}).get("methods", {}).get(m)
-        rem = f"{r['flipped']}/{r['n']} | {r['median']} | {r['cdf_area']:.3f}" if r else "— | — | —"
-        lines.append(f"| {m} | {rem} | {l['lds']:.3f} ({l['ci95'][0]:.3f} .. {l['ci95'][1]:.3f}) |")
+        cells = []
+        for metric in ("removal", "mislabel"):
+            r = q.get(metric, {}).get("methods", {}).get(m)
+            cells.append(f"{r['flipped']}/{r['n']} | {r['median']} | {r['cdf_area']:.3f}" if r else "— | — | —")
+        lines.append(f"| {m} | {' | '.join(cells)} | {l['lds']:.3f} ({l['ci95'][0]:.3f} .. {l['ci95'][1]:.3f}) |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
