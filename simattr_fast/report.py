@@ -73,11 +73,12 @@ def render_report(attribution: Attribution, train_data, test_data, out: str, row
         raise ValueError(f"test_data: the attribution has test id {attribution.test_ids.max()}, but the test "
                          f"dataset has {n_test} images; pass the dataset the embeddings came from")
     p, e = attribution.params, html.escape
+    n_ranked = (attribution.provenance.get("train") or {}).get("count") or n_train  # the attributed pool
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
              f"<p class='meta'>method <b>{e(str(p.get('method')))}</b>, k={p.get('k')}, pool: "
              f"{e(str(p.get('condition')))} label; {len(attribution)} test images ({len(rows)} shown), "
-             f"{n_train} training images. {_provenance(attribution)}</p><nav class='index'>"]
+             f"{n_ranked} training images. {_provenance(attribution)}</p><nav class='index'>"]
     sections = []
     for r in rows:
         tid = int(attribution.test_ids[r])
