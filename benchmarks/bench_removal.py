@@ -51,6 +51,20 @@ def pick_test_ids(spec, store_path, n_test, n_models, path):
     return ids
 
 
+def rankings(e_tr, e_te, ids, k, seconds=None) -> dict:
+    """The rankings this run evaluates: ESVM and cosine top-k of the test images ``ids``
+    (timed into ``seconds``) and the random same-class baseline. bench_trak.py reuses them."""
+    atts = {}
+    for method in ("esvm", "cosine"):
+        t0 = time.perf_counter()
+        atts[method] = Attributor(method, k=k, progress=False).fit(e_tr).attribute(
+            e_te.features[ids], e_te.labels[ids], test_ids=ids)
+        if seconds is not None:
+            seconds[method] = time.perf_counter() - t0
+    atts["random"] = random_attribution(e_tr.labels, e_te.labels[ids], ids, k)
+    return atts
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-train", type=int, default=4000)
@@ -81,13 +95,8 @@ def main(argv=None) -> int:
     e_tr = embed(sub, os.path.join(args.work, "emb_train"), **kw)
     e_te = embed(test, os.path.join(args.work, "emb_test"), **kw)
     embed_s = time.perf_counter() - t0
-    atts, att_s = {}, {}
-    for method in ("esvm", "cosine"):
-        t0 = time.perf_counter()
-        atts[method] = Attributor(method, k=args.k, progress=False).fit(e_tr).attribute(
-            e_te.features[ids], e_te.labels[ids], test_ids=ids)
-        att_s[method] = time.perf_counter() - t0
-    atts["random"] = random_attribution(e_tr.labels, e_te.labels[ids], ids, args.k)
+    att_s = {}
+    atts = rankings(e_tr, e_te, ids, args.k, att_s)
 
     t0 = time.perf_counter()
     summary = evaluate(atts, spec, store, "removal", ids, args.work, k=args.k, n_models=args.models,

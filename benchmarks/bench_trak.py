@@ -34,11 +34,12 @@ import numpy as np
 import psutil
 import torch
 
+import bench_removal
 from _common import machine
 from simattr_fast import Attribution, Attributor
 from simattr_fast.datasets import ArrayDataset, open_dataset
 from simattr_fast.embed import embed, load_embeddings
-from simattr_fast.evaluation import evaluate, random_attribution, trainer_from_spec
+from simattr_fast.evaluation import evaluate, trainer_from_spec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -136,8 +137,6 @@ def main(argv=None) -> int:
         bench_ssl.main(["--minutes", str(args.ssl_minutes), "--out", os.path.dirname(args.ssl_checkpoint),
                         "--json", os.path.join(os.path.dirname(args.ssl_checkpoint), "ssl.json")])
     if not os.path.exists(os.path.join(args.work, "results.sqlite")) or not os.path.exists(args.ids_file):
-        import bench_removal
-
         bench_removal.main(["--n-train", str(args.n_train), "--n-test", str(n_test), "--k", str(args.k),
                             "--models", str(args.models), "--budget", str(args.budget), "--epochs", str(args.epochs),
                             "--workers", str(args.workers), "--ssl-checkpoint", args.ssl_checkpoint,
@@ -185,9 +184,7 @@ def main(argv=None) -> int:
 
     # Quality: rankings on bench_removal's embeddings (the same ones its store was filled with).
     r_tr, r_te = load_embeddings(os.path.join(args.work, "emb_train")), load_embeddings(os.path.join(args.work, "emb_test"))
-    atts = {m: Attributor(m, k=args.k, progress=False).fit(r_tr).attribute(r_te.features[ids], r_te.labels[ids],
-                                                                          test_ids=ids) for m in ("esvm", "cosine")}
-    atts["random"] = random_attribution(r_tr.labels, r_te.labels[ids], ids, args.k)
+    atts = bench_removal.rankings(r_tr, r_te, ids, args.k)
     for c, s in scores.items():
         atts[f"trak_x{c}"] = Attribution.from_scores(s, "train_test", test_ids=ids, method=f"trak_x{c}")
     store = os.path.join(args.work, "results.sqlite")

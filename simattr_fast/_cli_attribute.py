@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from ._cli_common import DEVICES, CliError
+from ._cli_common import DEVICES, CliError, require_file
 
 
 def add_attribute(sub):
@@ -31,18 +31,14 @@ def _load_side(path, labels_path, name):
     """(features, labels) from an embed folder or a .npy (+ labels .npy)."""
     from .embed import load_embeddings
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"--{name}: no such file or folder {path!r}")
-    if os.path.isdir(path):
+    if os.path.isdir(require_file(f"--{name}", path)):
         if labels_path:
             raise CliError(f"--{name}-labels: an embed folder brings its own labels; drop the option")
         return load_embeddings(path), None
     x = np.load(path, mmap_mode="r", allow_pickle=False)
     if labels_path is None:
         return x, None
-    if not os.path.exists(labels_path):
-        raise FileNotFoundError(f"--{name}-labels: no such file {labels_path!r}")
-    y = np.load(labels_path, allow_pickle=False)
+    y = np.load(require_file(f"--{name}-labels", labels_path), allow_pickle=False)
     if y.ndim != 1 or len(y) != len(x):
         raise CliError(f"--{name}-labels: expected one label per embedding ({len(x)}), got shape {y.shape}")
     return x, y
@@ -55,9 +51,7 @@ def attribute_cmd(args) -> int:
     test, test_y = _load_side(args.test, args.test_labels, "test")
     pred = None
     if args.predictions:
-        if not os.path.exists(args.predictions):
-            raise FileNotFoundError(f"--predictions: no such file {args.predictions!r}")
-        pred = np.load(args.predictions, allow_pickle=False)
+        pred = np.load(require_file("--predictions", args.predictions), allow_pickle=False)
     elif args.condition == "predicted":
         raise CliError("--predictions: --condition predicted needs the predicted labels (.npy)")
     att = Attributor(method=args.method, k=args.k, condition=args.condition, device=args.device, C=args.C)

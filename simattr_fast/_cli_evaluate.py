@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from ._cli_common import CliError
+from ._cli_common import CliError, require_file
 
 
 def add_evaluate(sub):
@@ -52,9 +52,7 @@ def _attributions(specs):
 def _test_ids(args, attributions):
     if args.test_ids:
         if args.test_ids.endswith(".json"):
-            if not os.path.exists(args.test_ids):
-                raise FileNotFoundError(f"--test-ids: no such file {args.test_ids!r}")
-            with open(args.test_ids) as f:
+            with open(require_file("--test-ids", args.test_ids)) as f:
                 ids = json.load(f)
             ids = ids["test_ids"] if isinstance(ids, dict) else ids
         else:
@@ -82,10 +80,10 @@ def evaluate_cmd(args) -> int:
     spec.update(n_train=args.n_train, epochs=args.epochs)
     ids = _test_ids(args, attributions)
     if args.random:
-        from .evaluation import trainer_from_spec
+        from .evaluation.trainers import spec_labels
 
-        trainer = trainer_from_spec(spec)
-        attributions["random"] = random_attribution(trainer.y_train, trainer.y_test[ids], ids, args.k)
+        y_train, y_test = spec_labels(spec)
+        attributions["random"] = random_attribution(y_train, y_test[ids], ids, args.k)
     s = evaluate(attributions, spec, args.store, args.metric, ids, args.out, k=args.k, n_models=args.models,
                  budget=args.budget, n_workers=args.workers, n_subsets=args.subsets, alpha=args.alpha)
     for name, m in s["methods"].items():
@@ -110,9 +108,7 @@ def add_compare(sub):
 def compare_cmd(args) -> int:
     from .evaluation import ResultsStore, head_to_head, summarize
 
-    if not os.path.exists(args.store):
-        raise FileNotFoundError(f"--store: no such file {args.store!r}")
-    with ResultsStore(args.store) as st:
+    with ResultsStore(require_file("--store", args.store)) as st:
         sup, k = st.supports(args.metric), st.max_k(args.metric)
     for m in (args.a, args.b):
         if m not in sup:

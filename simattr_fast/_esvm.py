@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from . import _backend
 from ._arrays import as_keys, as_matrix
-from ._stream import ClassGroups, padded, prepare_rows
+from ._stream import ClassGroups, prepare_rows
 from ._validate import check_k, check_labels, check_positive
 
 LOSSES = ("squared_hinge", "hinge")

@@ -9,6 +9,7 @@ import numpy as np
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -50,7 +51,7 @@ def load_idx_split(root: str, split: str):
     return images, labels.astype(np.int64), os.path.abspath(img_path)
 
 
-def load_fashion_mnist(split: str = "train", root: str = "/usr/share/datasets/fashion-mnist"):
+def load_fashion_mnist(split: str = "train", root: str = FASHION_MNIST_DIR):
     """Returns (images uint8 [n, 28, 28], labels int64 [n]) for split 'train' or 'test'."""
     images, labels, _ = load_idx_split(root, split)
     return images, labels

@@ -199,7 +199,7 @@ class Attribution:
                 b[train_labels[None, :] != test_labels[j0:j1, None]] = -np.inf
             order = np.argsort(-b, axis=1, kind="stable")[:, :k]
             top = np.take_along_axis(b, order, axis=1)
-            keep = np.isfinite(top) | (top == np.inf)
+            keep = top > -np.inf  # -inf marks other classes' images
             idx[j0:j1] = np.where(keep, order, -1)
             val[j0:j1] = np.where(keep, top, np.nan)
         ids = np.arange(n_test) if test_ids is None else test_ids

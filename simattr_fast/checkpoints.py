@@ -78,7 +78,7 @@ def _is_state_dict(d) -> bool:
     return isinstance(d, dict) and len(d) > 0 and all(isinstance(v, torch.Tensor) for v in d.values())
 
 
-def _find_state_dict(obj, path: str):
+def _find_state_dict(obj):
     """The dict of tensors inside a checkpoint object, and where it was found."""
     if isinstance(obj, nn.Module):
         return obj.state_dict(), "module"
@@ -87,7 +87,7 @@ def _find_state_dict(obj, path: str):
     if isinstance(obj, dict):
         for key in _NESTS:
             if key in obj and isinstance(obj[key], (dict, nn.Module)):
-                found = _find_state_dict(obj[key], path)
+                found = _find_state_dict(obj[key])
                 if found is not None:
                     return found[0], key + ("" if found[1] == "root" else "/" + found[1])
         tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
@@ -128,7 +128,7 @@ def load_checkpoint(model: nn.Module, path: str) -> dict:
     returns what was done: layout, prefix stripped, head keys dropped, SHA-256. Raises
     :class:`CheckpointError` naming missing, unexpected and mis-shaped keys."""
     obj = read_checkpoint(path)
-    found = _find_state_dict(obj, path)
+    found = _find_state_dict(obj)
     if found is None:
         raise CheckpointError(f"checkpoint: {path!r} holds no tensors (top-level keys: {_short(obj)})")
     state, nest = found
@@ -157,6 +157,6 @@ def load_checkpoint(model: nn.Module, path: str) -> dict:
 
 
 def _short(keys, n: int = 6) -> str:
-    keys = list(keys) if not isinstance(keys, dict) else list(keys)
+    keys = list(keys)
     shown = ", ".join(map(str, keys[:n]))
     return shown + (f", ... (+{len(keys) - n})" if len(keys) > n else "")

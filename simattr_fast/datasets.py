@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._readers import load_cifar, load_fashion_mnist, load_idx_split, read_idx  # noqa: F401 (re-exported)
-
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+from ._readers import (FASHION_MNIST_DIR, load_cifar, load_fashion_mnist,  # noqa: F401 (re-exported)
+                       load_idx_split, read_idx)
 NAMES = ("fashion-mnist", "mnist", "cifar10", "cifar100", "digits")
 CLASS_NAMES = {
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",

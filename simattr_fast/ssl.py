@@ -120,7 +120,7 @@ def train_ssl(dataset, out: str, backbone: str = "small_cnn", epochs: int = 20, 
                 "temperature": temperature, "time_limit": time_limit, "seed": seed}
     torch.manual_seed(seed)
     model = build_backbone(backbone).to(dev)
-    dim = features(model, as_tensors(dataset)[:2], dev).shape[1]
+    dim = features(model, dataset[0][0][None], dev).shape[1]  # one image tells the feature size
     head = nn.Sequential(nn.Linear(dim, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Linear(512, 128)).to(dev)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-6)

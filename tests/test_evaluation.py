@@ -1,6 +1,5 @@
 """Counterfactual evaluation: the search, the store, resume after a kill, workers, LDS, summaries."""
 import functools
-import json
 import os
 import signal
 import subprocess

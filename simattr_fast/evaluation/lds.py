@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
+from tqdm.auto import tqdm
 
-from .support import model_seed
+from .support import model_seed, train_and_record
 
 
 def subset_masks(n_train: int, n_subsets: int, alpha: float, seed: int = 0) -> np.ndarray:
@@ -31,28 +32,18 @@ def subset_margins(trainer, store, test_ids, n_subsets: int = 50, alpha: float =
                    progress=None) -> np.ndarray:
     """Margins ``[n_subsets, len(test_ids)]`` of one model per subset (trained only where the
     store lacks them; each model's margins are stored as soon as it is evaluated)."""
-    from tqdm.auto import tqdm
-
     test_ids = np.asarray(test_ids, np.int64)
     masks = subset_masks(len(trainer.y_train), n_subsets, alpha, seed)
     out = np.full((n_subsets, len(test_ids)), np.nan)
     for s in tqdm(range(n_subsets), desc="lds subsets", disable=None if progress is None else not progress):
         mseed = model_seed(-2, "subsets", "lds", s, seed)
-        have = {t: store.get(int(t), "subsets", "lds", s).get(mseed) for t in test_ids}
-        if any(v is None for v in have.values()):
-            import time
-
-            from .trainers import margins
-
-            t0 = time.perf_counter()
-            handle = trainer.train(np.flatnonzero(masks[s]), trainer.y_train, [mseed])
-            lg = trainer.logits(handle, test_ids)
-            mg = margins(lg, trainer.y_test[test_ids])[0]
-            wall = time.perf_counter() - t0
-            for t, g, row in zip(test_ids, mg, lg[0]):
-                store.add(int(t), "subsets", "lds", s, mseed, int(np.argmax(row)) == trainer.y_test[t], g, wall)
-                have[t] = (None, g)
-        out[s] = [have[t][1] for t in test_ids]
+        have = [store.get(int(t), "subsets", "lds", s).get(mseed) for t in test_ids]
+        if any(v is None for v in have):
+            _, mg, _ = train_and_record(trainer, store, np.flatnonzero(masks[s]), trainer.y_train, [mseed], test_ids,
+                                        "subsets", "lds", s)
+            out[s] = mg[0]
+        else:
+            out[s] = [g for _, g in have]
     return out
 
 

@@ -51,9 +51,21 @@ class ResultsStore:
         self.close()
 
     def add(self, test_id, method, metric, m, seed, correct, margin, wall_s) -> None:
-        self._con.execute("INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          (int(test_id), method, metric, int(m), int(seed), int(bool(correct)), float(margin),
-                           float(wall_s), time.time()))
+        self.add_many([(test_id, method, metric, m, seed, correct, margin, wall_s)])
+
+    def add_many(self, rows) -> None:
+        """Rows ``(test_id, method, metric, m, seed, correct, margin, wall_s)`` in one
+        transaction: one model evaluated on many test images is one commit, not thousands."""
+        now = time.time()
+        self._con.execute("BEGIN")
+        try:
+            self._con.executemany("INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  [(int(t), meth, metric, int(m), int(s), int(bool(c)), float(g), float(w), now)
+                                   for t, meth, metric, m, s, c, g, w in rows])
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
 
     def get(self, test_id, method, metric, m) -> dict:
         """{seed: (correct, margin)} of the models already evaluated for this step."""

@@ -28,22 +28,30 @@ def model_seed(test_id: int, method: str, metric: str, m: int, j: int) -> int:
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
-def evaluate_step(trainer, store, test_id, true_label, method, metric, m, n_models, train_set, labels):
+def train_and_record(trainer, store, train_set, labels, seeds, test_ids, method, metric, m):
+    """Trains one model per seed on ``train_set`` (all at once), evaluates them on
+    ``test_ids`` and stores every (model, test image) outcome. Returns logits ``[M, n, C]``,
+    margins and correctness ``[M, n]``."""
+    test_ids = [int(t) for t in test_ids]
+    t0 = time.perf_counter()
+    lg = trainer.logits(trainer.train(train_set, labels, seeds), test_ids)
+    wall = (time.perf_counter() - t0) / len(seeds)
+    y = trainer.y_test[test_ids]
+    mg, correct = margins(lg, y), lg.argmax(-1) == y
+    store.add_many([(t, method, metric, m, s, correct[j, i], mg[j, i], wall)
+                    for j, s in enumerate(seeds) for i, t in enumerate(test_ids)])
+    return lg, mg, correct
+
+
+def evaluate_step(trainer, store, test_id, method, metric, m, n_models, train_set, labels):
     """Trains the step's missing models (all at once), stores each outcome; returns the
     fraction of the ``n_models`` models that classify the test image correctly."""
     have = store.get(test_id, method, metric, m)
     seeds = [model_seed(test_id, method, metric, m, j) for j in range(n_models)]
     todo = [s for s in seeds if s not in have]
     if todo:
-        t0 = time.perf_counter()
-        handle = trainer.train(train_set, labels, todo)
-        lg = trainer.logits(handle, [test_id])[:, 0, :]  # [len(todo), C]
-        wall = (time.perf_counter() - t0) / len(todo)
-        mg = margins(lg[:, None, :], np.array([true_label]))[:, 0]
-        for s, row, g in zip(todo, lg, mg):
-            correct = int(np.argmax(row)) == true_label
-            store.add(test_id, method, metric, m, s, correct, g, wall)
-            have[s] = (correct, g)
+        _, mg, correct = train_and_record(trainer, store, train_set, labels, todo, [test_id], method, metric, m)
+        have.update({s: (bool(c), g) for s, c, g in zip(todo, correct[:, 0], mg[:, 0])})
     return float(np.mean([have[s][0] for s in seeds]))
 
 
@@ -62,7 +70,6 @@ def support(trainer, store, test_id: int, ranking, method: str, metric: str = "r
     ranking = np.asarray(ranking, np.int64)
     ranking = ranking[ranking >= 0][:k]
     all_ids = np.arange(len(trainer.y_train)) if train_ids is None else np.asarray(train_ids, np.int64)
-    true_label = int(trainer.y_test[test_id])
     k = min(k, len(ranking))
     if k == 0:
         return CENSORED
@@ -75,7 +82,7 @@ def support(trainer, store, test_id: int, ranking, method: str, metric: str = "r
         else:
             train_set, labels = all_ids, labels.copy()
             labels[top] = flip_class
-        frac = evaluate_step(trainer, store, test_id, true_label, method, metric, m, n_models, train_set, labels)
+        frac = evaluate_step(trainer, store, test_id, method, metric, m, n_models, train_set, labels)
         return frac <= 0.5
 
     if not flipped(k):
@@ -97,17 +104,12 @@ def flip_classes(trainer, store, test_ids, n_models: int = 5) -> dict:
     softmax of ``n_models`` models trained on the full data (stored as metric ``flipclass``)."""
     test_ids = [int(t) for t in test_ids]
     seeds = [model_seed(-1, "full", "flipclass", 0, j) for j in range(n_models)]
-    handle = trainer.train(np.arange(len(trainer.y_train)), trainer.y_train, seeds)
-    lg = trainer.logits(handle, test_ids)  # [M, n, C]
+    lg, _, _ = train_and_record(trainer, store, np.arange(len(trainer.y_train)), trainer.y_train, seeds, test_ids,
+                                "full", "flipclass", 0)  # lg: [M, n, C]
     p = np.exp(lg - lg.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     mean = p.mean(0)
-    y = trainer.y_test[test_ids]
-    mg = margins(lg, y)
-    for j, s in enumerate(seeds):
-        for i, t in enumerate(test_ids):
-            store.add(t, "full", "flipclass", 0, s, int(np.argmax(lg[j, i])) == y[i], mg[j, i], 0.0)
-    mean[np.arange(len(y)), y] = -np.inf
+    mean[np.arange(len(test_ids)), trainer.y_test[test_ids]] = -np.inf
     return {t: int(c) for t, c in zip(test_ids, mean.argmax(1))}
 
 

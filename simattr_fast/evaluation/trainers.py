@@ -139,20 +139,36 @@ def trainer_from_spec(spec: dict):
     ``{"kind": "small_cnn", "dataset": name or path, "root": ..., "n_train": N, "epochs": E}``
     or ``{"kind": "linear", "train_embeddings": dir, "test_embeddings": dir, "n_train": N}``.
     ``n_train`` keeps the first N training images (attributions must index the same N)."""
-    kind, n = spec.get("kind"), spec.get("n_train")
+    train, test, n = _open_spec(spec)
     extra = {k: spec[k] for k in ("epochs", "batch_size", "lr", "device") if spec.get(k) is not None}
+    if spec["kind"] == "small_cnn":
+        from ..ssl import as_tensors
+
+        return SmallCNN(as_tensors(train)[:n], train.targets[:n], as_tensors(test), test.targets, **extra)
+    return LinearProbe(train.features[:n], train.labels[:n], test.features, test.labels, **extra)
+
+
+def spec_labels(spec: dict):
+    """(train labels ``[n_train]``, test labels) of a trainer spec, without loading images."""
+    train, test, n = _open_spec(spec)
+    if spec["kind"] == "small_cnn":
+        return train.targets[:n], test.targets
+    return train.labels[:n], test.labels
+
+
+def _open_spec(spec: dict):
+    """(train, test, n_train) for a spec: datasets for ``small_cnn``, embedding folders for
+    ``linear``."""
+    kind = spec.get("kind")
     if kind == "small_cnn":
         from ..datasets import open_dataset
-        from ..ssl import as_tensors
 
         train = open_dataset(spec["dataset"], "train", root=spec.get("root"))
         test = open_dataset(spec["dataset"], "test", root=spec.get("root"))
-        n = len(train) if n is None else n
-        return SmallCNN(as_tensors(train)[:n], train.targets[:n], as_tensors(test), test.targets, **extra)
-    if kind == "linear":
+    elif kind == "linear":
         from ..embed import load_embeddings
 
-        tr, te = load_embeddings(spec["train_embeddings"]), load_embeddings(spec["test_embeddings"])
-        n = len(tr) if n is None else n
-        return LinearProbe(tr.features[:n], tr.labels[:n], te.features, te.labels, **extra)
-    raise ValueError(f"trainer: expected 'small_cnn' or 'linear', got {kind!r}")
+        train, test = load_embeddings(spec["train_embeddings"]), load_embeddings(spec["test_embeddings"])
+    else:
+        raise ValueError(f"trainer: expected 'small_cnn' or 'linear', got {kind!r}")
+    return train, test, len(train) if spec.get("n_train") is None else spec["n_train"]
