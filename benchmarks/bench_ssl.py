@@ -20,7 +20,7 @@ import torch
 
 from _common import machine, write_json
 from simattr_fast.datasets import ArrayDataset, open_dataset
-from simattr_fast.ssl import features, knn_accuracy, train_ssl
+from simattr_fast.simclr import features, knn_accuracy, train_ssl
 
 
 def main(argv=None) -> int:

@@ -2,11 +2,14 @@
 
 Exact top-k similarity and batched exemplar SVMs over image embeddings, on CPU and CUDA.
 """
-from ._backend import cuda_available
-from ._esvm import esvm_topk
-from ._topk import topk
+
+from importlib.metadata import version as _version
+
+from ._kernels.backend import cuda_available
+from ._kernels.esvm import ConvergenceWarning, esvm_topk
+from ._kernels.topk import topk
 from .attribution import Attribution
 from .attributor import Attributor
 
-__version__ = "0.1.0"
-__all__ = ["topk", "esvm_topk", "cuda_available", "Attributor", "Attribution", "__version__"]
+__version__ = _version("simattr_fast")  # defined once, in pyproject.toml
+__all__ = ["topk", "esvm_topk", "cuda_available", "Attributor", "Attribution", "ConvergenceWarning", "__version__"]

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._io import atomic_write, write_npy
+
 FORMAT = "simattr-attribution"
 VERSION = 1
 _OPTIONAL = ("test_labels", "predicted_labels")
@@ -106,12 +108,8 @@ class Attribution:
         arrays.update({n: getattr(self, n) for n in _OPTIONAL if getattr(self, n) is not None})
         meta = {"format": FORMAT, "version": VERSION, "params": self.params, "provenance": self.provenance,
                 "checksums": {n: _checksum(a) for n, a in arrays.items()}}
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
+        with atomic_write(path, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
         return path
 
     @classmethod
@@ -148,8 +146,9 @@ class Attribution:
     # ---- interop ---------------------------------------------------------------------------
     def to_topk_matrix(self, path: str) -> str:
         """The reference work's format: ``[n_test, k]`` int64 ``.npy``, row i = test image
-        ``test_ids[i]`` (keep the ids: ``np.save`` stores only the matrix), -1 padding."""
-        np.save(path, self.indices)
+        ``test_ids[i]`` (keep the ids: the file stores only the matrix), -1 padding. Writes
+        exactly ``path`` (no ``.npy`` is appended), atomically."""
+        write_npy(path, self.indices)
         return path
 
     @classmethod
@@ -172,7 +171,7 @@ class Attribution:
         ``train_labels`` and ``test_labels`` each test image ranks only its class. Ties go to the
         lower training index. ``k`` defaults to the full ranking. Read in blocks of test images,
         so a memmapped matrix is never loaded whole."""
-        from ._validate import check_k
+        from ._kernels.validate import check_k
 
         s = np.load(scores, mmap_mode="r") if isinstance(scores, (str, os.PathLike)) else scores
         if layout not in ("train_test", "test_train"):

@@ -65,7 +65,7 @@ class Attributor:
         self.n_threads, self.progress = n_threads, progress
 
     def _check_params(self):
-        from ._validate import check_k
+        from ._kernels.validate import check_k
 
         if self.method not in METHODS:
             raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")

@@ -22,11 +22,12 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from .backbones import backbone_name, build_backbone
-from .checkpoints import load_checkpoint
+from ._io import write_json
+
+# torch (the [vision] extra) is imported inside the functions that run a model, so that
+# `load_embeddings` and `Embeddings` work on the kernel-only install.
 
 FORMAT = "simattr-embeddings"
 VERSION = 1
@@ -46,16 +47,6 @@ class Embeddings:
         return len(self.labels)
 
 
-def write_json_atomic(path: str, obj) -> None:
-    """Writes JSON so that readers see the old file or the new one, never half of one."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def load_embeddings(path: str, mmap: bool = True) -> Embeddings:
     """Opens a folder written by :func:`embed`; refuses one that is unfinished or inconsistent."""
     meta_path = os.path.join(path, "meta.json")
@@ -65,10 +56,17 @@ def load_embeddings(path: str, mmap: bool = True) -> Embeddings:
         hint = " (a run was interrupted: run embed again to resume it)" if os.path.exists(
             os.path.join(path, "progress.json")) else ""
         raise ValueError(f"embeddings: {path!r} is not a finished embedding folder, meta.json is missing{hint}")
-    with open(meta_path) as f:
-        meta = json.load(f)
-    if meta.get("format") != FORMAT:
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"embeddings: {meta_path!r} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"embeddings: {meta_path!r} is not simattr embedding metadata")
+    for key, kind in (("count", int), ("dim", int), ("dtype", str)):
+        if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), kind):
+            raise ValueError(f"embeddings: {meta_path!r} is damaged: {key!r} must be {kind.__name__}, "
+                             f"got {type(meta.get(key)).__name__}")
     features = np.load(os.path.join(path, "embeddings.npy"), mmap_mode="r" if mmap else None)
     labels = np.load(os.path.join(path, "labels.npy"))
     if features.shape != (meta["count"], meta["dim"]) or str(features.dtype) != meta["dtype"] \
@@ -78,7 +76,10 @@ def load_embeddings(path: str, mmap: bool = True) -> Embeddings:
     return Embeddings(features, labels, meta, os.path.abspath(path))
 
 
-def resolve_torch_device(device: str) -> torch.device:
+def resolve_torch_device(device: str):
+    """The torch device for "auto" | "cpu" | "cuda"; "cuda" without one is an error."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -88,8 +89,10 @@ def resolve_torch_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def weights_sha256(model: torch.nn.Module) -> str:
+def weights_sha256(model) -> str:
     """SHA-256 over the model's state (names and values): ties a resumed run to the same weights."""
+    import torch
+
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
         h.update(name.encode())
@@ -98,6 +101,8 @@ def weights_sha256(model: torch.nn.Module) -> str:
 
 
 def _forward(model, images, dev):
+    import torch
+
     with torch.inference_mode():
         out = model(images.to(dev, non_blocking=True))
     if out.ndim != 2 or out.shape[0] != images.shape[0]:
@@ -109,48 +114,123 @@ def _forward(model, images, dev):
 def embed(dataset, out: str, backbone="resnet18", checkpoint: str | None = None, batch_size: int = 256,
           device: str = "auto", dtype: str = "float16", preprocess: dict | None = None,
           num_workers: int = 0, progress: bool = True) -> Embeddings:
-    """Embeds every image of ``dataset`` (yielding ``(image [C, H, W] in [0, 1], label)``) with
-    ``backbone`` (a name from :mod:`simattr_fast.backbones` or an ``nn.Module``), optionally
-    loading ``checkpoint`` first, and writes the folder ``out`` (see the module docstring).
-    Returns the finished :class:`Embeddings`; a finished folder of the same run is returned as is."""
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype: expected 'float16' or 'float32', got {dtype!r}")
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    n = len(dataset)
-    if n == 0:
-        raise ValueError("dataset: it is empty")
-    if isinstance(backbone, str) and not checkpoint:
-        raise ValueError(f"checkpoint: backbone {backbone!r} has only random weights without one; pass a "
-                         "checkpoint (simattr train-ssl makes one) or an nn.Module you initialised")
+    """Embeds every image of a dataset into a resumable folder.
+
+    Parameters
+    ----------
+    dataset : torch Dataset
+        Yields ``(image [C, H, W] float32 in [0, 1], int label)``; see
+        :func:`simattr_fast.datasets.open_dataset`.
+    out : str
+        Output folder (see the module docstring for its files). An interrupted run of the same
+        settings resumes; a finished one is returned as it is.
+    backbone : str or torch.nn.Module, default "resnet18"
+        A name from :mod:`simattr_fast.backbones` or a module returning ``[batch, d]``.
+    checkpoint : str or None, default None
+        Weights to load (any layout :func:`~simattr_fast.checkpoints.load_checkpoint` reads);
+        required for a named backbone.
+    batch_size : int, default 256
+    device : {"auto", "cpu", "cuda"}, default "auto"
+    dtype : {"float16", "float32"}, default "float16"
+    preprocess : dict or None, default None
+        Overrides of the backbone's preprocessing (see :mod:`simattr_fast.backbones`).
+    num_workers : int, default 0
+        Data-loading worker processes.
+    progress : bool, default True
+
+    Returns
+    -------
+    Embeddings
+        The finished folder, its features memory-mapped.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments, a folder holding another run's settings, non-finite features.
+    """
+    _check_embed_args(dataset, backbone, checkpoint, batch_size, dtype)
+    import torch
+
+    from .backbones import backbone_name
+
     dev = resolve_torch_device(device)
-    model = build_backbone(backbone, preprocess)
-    ckpt = load_checkpoint(model, checkpoint) if checkpoint else None
-    model.eval().to(dev)
+    model, ckpt = _load_model(backbone, preprocess, checkpoint, dev)
+    n = len(dataset)
     settings = {"backbone": backbone_name(backbone), "checkpoint_sha256": ckpt and ckpt["sha256"],
                 "weights_sha256": weights_sha256(model),
                 "preprocess": model[0].describe(), "dataset_fingerprint": dataset.fingerprint()
                 if hasattr(dataset, "fingerprint") else None, "count": n, "batch_size": batch_size, "dtype": dtype}
     os.makedirs(out, exist_ok=True)
-    meta_path, prog_path = os.path.join(out, "meta.json"), os.path.join(out, "progress.json")
-    if os.path.exists(meta_path):
-        done = load_embeddings(out)
-        if {k: done.meta["settings"].get(k) for k in settings} != settings:
-            raise ValueError(f"out: {out!r} already holds finished embeddings of different settings; "
-                             "choose another output folder or delete it")
-        return done
-    feat_part, lab_part = os.path.join(out, "embeddings.npy.partial"), os.path.join(out, "labels.npy.partial")
-    start = 0
-    if os.path.exists(prog_path) and os.path.exists(feat_part):
-        with open(prog_path) as f:
-            state = json.load(f)
-        if state["settings"] != settings:
-            raise ValueError(f"out: {out!r} holds an interrupted run with different settings "
-                             f"({_diff(state['settings'], settings)}); choose another output folder or delete it")
-        start = state["rows_done"]
+    if os.path.exists(os.path.join(out, "meta.json")):
+        return _finished(out, settings)
+    start = _resume_point(out, settings, n)
+    t0 = time.perf_counter()
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(start, n)), batch_size=batch_size,
                                          shuffle=False, num_workers=num_workers, pin_memory=dev.type == "cuda")
-    t0 = time.perf_counter()
+    dim = _run_batches(model, loader, dev, out, settings, start, n, dtype, progress)
+    meta = {"format": FORMAT, "version": VERSION, "count": n, "dim": int(dim), "dtype": dtype,
+            "backbone": settings["backbone"], "checkpoint": ckpt, "preprocess": settings["preprocess"],
+            "dataset": dataset.describe() if hasattr(dataset, "describe") else {"name": type(dataset).__name__},
+            "dataset_fingerprint": settings["dataset_fingerprint"], "settings": settings, "device": str(dev),
+            "seconds_last_run": time.perf_counter() - t0, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "simattr_fast": _package_version(), "torch": torch.__version__}
+    return _finish(out, meta)
+
+
+def _check_embed_args(dataset, backbone, checkpoint, batch_size, dtype) -> None:
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype: expected 'float16' or 'float32', got {dtype!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if len(dataset) == 0:
+        raise ValueError("dataset: it is empty")
+    if isinstance(backbone, str) and not checkpoint:
+        raise ValueError(f"checkpoint: backbone {backbone!r} has only random weights without one; pass a "
+                         "checkpoint (simattr train-ssl makes one) or an nn.Module you initialised")
+
+
+def _load_model(backbone, preprocess, checkpoint, dev):
+    """(model in eval mode on dev, checkpoint info or None)."""
+    from .backbones import build_backbone
+    from .checkpoints import load_checkpoint
+
+    model = build_backbone(backbone, preprocess)
+    ckpt = load_checkpoint(model, checkpoint) if checkpoint else None
+    return model.eval().to(dev), ckpt
+
+
+def _finished(out: str, settings: dict) -> Embeddings:
+    """The finished folder when it was made with the same settings, else an error."""
+    done = load_embeddings(out)
+    if {k: done.meta["settings"].get(k) for k in settings} != settings:
+        raise ValueError(f"out: {out!r} already holds finished embeddings of different settings; "
+                         "choose another output folder or delete it")
+    return done
+
+
+def _resume_point(out: str, settings: dict, n: int) -> int:
+    """Rows already embedded by an interrupted run of the same settings (0 for a fresh run)."""
+    prog_path = os.path.join(out, "progress.json")
+    if not (os.path.exists(prog_path) and os.path.exists(os.path.join(out, "embeddings.npy.partial"))):
+        return 0
+    with open(prog_path) as f:
+        state = json.load(f)
+    if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
+        raise ValueError(f"out: {prog_path!r} is not a simattr progress file; delete the folder to start again")
+    if state["settings"] != settings:
+        raise ValueError(f"out: {out!r} holds an interrupted run with different settings "
+                         f"({_diff(state['settings'], settings)}); choose another output folder or delete it")
+    done = state.get("rows_done")
+    if isinstance(done, bool) or not isinstance(done, int) or not 0 <= done <= n:
+        raise ValueError(f"out: {prog_path!r} says {done!r} rows are done, but the dataset has {n}; "
+                         "the folder is damaged: delete it to start again")
+    return done
+
+
+def _run_batches(model, loader, dev, out, settings, start, n, dtype, progress) -> int:
+    """Embeds the remaining rows into the .partial arrays, recording progress after each
+    flushed batch; returns the feature dimension."""
+    feat_part, lab_part = os.path.join(out, "embeddings.npy.partial"), os.path.join(out, "labels.npy.partial")
     feats = labs = None
     bar = tqdm(total=n, initial=start, unit="img", desc="embed", disable=not progress)
     for images, labels in loader:
@@ -165,26 +245,28 @@ def embed(dataset, out: str, backbone="resnet18", checkpoint: str | None = None,
         feats.flush()
         labs.flush()
         start += len(x)
-        write_json_atomic(prog_path, {"rows_done": start, "settings": settings})
+        write_json(os.path.join(out, "progress.json"), {"rows_done": start, "settings": settings})
         bar.update(len(x))
     bar.close()
     if feats is None:  # every batch was done before a kill that came between the last flush and meta.json
         feats, labs = _open_partials(feat_part, lab_part, start, n, None, dtype)
-    dim = feats.shape[1]
-    del feats, labs
-    os.replace(feat_part, os.path.join(out, "embeddings.npy"))
-    os.replace(lab_part, os.path.join(out, "labels.npy"))
-    import simattr_fast
+    return int(feats.shape[1])
 
-    meta = {"format": FORMAT, "version": VERSION, "count": n, "dim": int(dim), "dtype": dtype,
-            "backbone": settings["backbone"], "checkpoint": ckpt, "preprocess": settings["preprocess"],
-            "dataset": dataset.describe() if hasattr(dataset, "describe") else {"name": type(dataset).__name__},
-            "dataset_fingerprint": settings["dataset_fingerprint"], "settings": settings, "device": str(dev),
-            "seconds_last_run": time.perf_counter() - t0, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "simattr_fast": simattr_fast.__version__, "torch": torch.__version__}
-    write_json_atomic(meta_path, meta)  # last: from here on the folder counts as finished
-    os.remove(prog_path)
+
+def _finish(out: str, meta: dict) -> Embeddings:
+    """Moves the arrays into place and writes meta.json last: from then on the folder counts
+    as finished."""
+    os.replace(os.path.join(out, "embeddings.npy.partial"), os.path.join(out, "embeddings.npy"))
+    os.replace(os.path.join(out, "labels.npy.partial"), os.path.join(out, "labels.npy"))
+    write_json(os.path.join(out, "meta.json"), meta)
+    os.remove(os.path.join(out, "progress.json"))
     return load_embeddings(out)
+
+
+def _package_version() -> str:
+    from importlib.metadata import version
+
+    return version("simattr_fast")
 
 
 def _open_partials(feat_part, lab_part, start, n, dim, dtype):

@@ -12,6 +12,7 @@ import io
 
 import numpy as np
 
+from ._io import write_text
 from .attribution import Attribution
 
 _CSS = """
@@ -104,8 +105,7 @@ def render_report(attribution: Attribution, train_data, test_data, out: str, row
     parts.append("</nav>")
     parts += sections
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
-    with open(out, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
+    write_text(out, "\n".join(parts))
     return out
 
 

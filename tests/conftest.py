@@ -35,9 +35,3 @@ def fashion_features():
     x, y = load_fashion_mnist("test")
     x = x[:2000].reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).reshape(-1, 196) / 255.0
     return x.astype(np.float32), y[:2000]
-
-
-def as_memmap(tmp_path, x, name="x.npy"):
-    path = tmp_path / name
-    np.save(path, x)
-    return np.load(path, mmap_mode="r")

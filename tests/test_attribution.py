@@ -7,7 +7,7 @@ import pytest
 
 import simattr_fast as sa
 from simattr_fast import Attribution, Attributor
-from conftest import as_memmap
+from helpers.arrays import as_memmap
 
 
 @pytest.fixture

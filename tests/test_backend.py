@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import simattr_fast as sa
-from simattr_fast import _backend
+from simattr_fast._kernels import backend as _backend
 
 
 def test_cpu_module_uses_scipy_blas():
@@ -31,7 +31,7 @@ def test_cuda_module_was_built_when_nvcc_exists():
         pytest.skip("no nvcc on this machine")
     import importlib
 
-    mod = importlib.import_module("simattr_fast._cuda")
+    mod = importlib.import_module("simattr_fast._kernels._cuda")
     assert hasattr(mod, "topk") and hasattr(mod, "esvm_topk")
     assert mod.device_count() >= 0
 
@@ -41,7 +41,7 @@ def test_same_function_names_in_both_modules():
 
     cpu = _backend.cpu()
     try:
-        cu = importlib.import_module("simattr_fast._cuda")
+        cu = importlib.import_module("simattr_fast._kernels._cuda")
     except ImportError:
         pytest.skip("built without CUDA")
     for name in ("topk", "esvm_topk", "TopkAccumulator"):

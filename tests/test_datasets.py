@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from formats import write_cifar10, write_cifar100, write_idx, write_image_folder, write_mnist
+from helpers.formats import write_cifar10, write_cifar100, write_idx, write_image_folder, write_mnist
 from simattr_fast.datasets import (ArrayDataset, FolderDataset, digits_dataset, open_dataset, read_idx)
 
 

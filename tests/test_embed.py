@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from formats import SlowDataset
+from helpers.formats import SlowDataset
 from simattr_fast.backbones import build_backbone
 from simattr_fast.datasets import digits_dataset
 from simattr_fast.embed import embed, load_embeddings
@@ -83,7 +83,7 @@ def test_finished_folder_is_reused_and_guarded(tmp_path, ckpt):
 
 SCRIPT = """
 import sys
-from formats import SlowDataset
+from helpers.formats import SlowDataset
 from simattr_fast.embed import embed
 embed(SlowDataset(n=48, delay=0.03), sys.argv[1], backbone="small_cnn", checkpoint=sys.argv[2],
       batch_size=4, device="cpu", progress=False)

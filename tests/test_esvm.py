@@ -3,11 +3,11 @@ import warnings
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
-from sklearn.exceptions import ConvergenceWarning
+from simattr_fast import ConvergenceWarning
 
 import simattr_fast as sa
-from conftest import as_memmap
-from reference import esvm_ref
+from helpers.arrays import as_memmap
+from helpers.reference import esvm_ref
 from simattr_fast.datasets import load_digits
 
 

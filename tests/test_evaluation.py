@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fakes import LinearTrainer, ThresholdTrainer
+from helpers.fakes import LinearTrainer, ThresholdTrainer
 from simattr_fast import Attribution
 from simattr_fast.evaluation import (CENSORED, LinearProbe, ResultsStore, SmallCNN, flip_classes, head_to_head, lds,
                                      margins, plot_cdf, run_searches, subset_margins, subset_masks, summarize,
@@ -118,7 +118,7 @@ def test_parallel_workers_share_one_store(tmp_path):
 
 SCRIPT = """
 import sys
-from fakes import ThresholdTrainer
+from helpers.fakes import ThresholdTrainer
 from simattr_fast.evaluation import run_searches
 import test_evaluation as te
 tr = ThresholdTrainer()

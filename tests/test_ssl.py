@@ -13,7 +13,7 @@ import torch
 from simattr_fast.backbones import build_backbone
 from simattr_fast.checkpoints import load_checkpoint
 from simattr_fast.datasets import ArrayDataset, digits_dataset
-from simattr_fast.ssl import augment, knn_accuracy, nt_xent, train_ssl
+from simattr_fast.simclr import augment, knn_accuracy, nt_xent, train_ssl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -85,7 +85,7 @@ def test_train_ssl_bad_arguments(tmp_path):
 
 SCRIPT = """
 import sys, time
-import simattr_fast.ssl as ssl
+import simattr_fast.simclr as ssl
 from test_ssl import _tiny
 save = ssl._save_atomic
 def slow_save(obj, path):  # slows epochs down so that the parent can kill between them

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 import simattr_fast as sa
-from conftest import as_memmap
-from reference import scores_ref, topk_ref
+from helpers.arrays import as_memmap
+from helpers.reference import scores_ref, topk_ref
 
 SIZES = [(1, 1), (3, 97), (97, 3), (97, 1025), (1025, 97)]
 

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from .._io import write_json
 from .lds import lds, subset_margins, subset_masks
 from .runner import run_searches
 from .store import ResultsStore
@@ -79,7 +80,6 @@ def evaluate(attributions: dict, trainer_spec: dict, store_path: str, metric: st
             summary["plot"] = plot_cdf(per, k, os.path.join(out_dir, f"cdf_{metric}.png"), title=f"{metric} support")
         summary["rows_in_store"] = st.count()
     path = os.path.join(out_dir, f"summary_{metric}.json")
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(path, summary)
     summary["summary_file"] = path
     return summary

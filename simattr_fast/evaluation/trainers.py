@@ -142,7 +142,7 @@ def trainer_from_spec(spec: dict):
     train, test, n = _open_spec(spec)
     extra = {k: spec[k] for k in ("epochs", "batch_size", "lr", "device") if spec.get(k) is not None}
     if spec["kind"] == "small_cnn":
-        from ..ssl import as_tensors
+        from ..simclr import as_tensors
 
         return SmallCNN(as_tensors(train)[:n], train.targets[:n], as_tensors(test), test.targets, **extra)
     return LinearProbe(train.features[:n], train.labels[:n], test.features, test.labels, **extra)

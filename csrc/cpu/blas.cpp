@@ -1,0 +1,95 @@
+#include "cpu/blas.h"
+
+#include <algorithm>
+
+#include "common/parallel.h"
+
+namespace simattr {
+
+namespace {
+// Portable fallback: cache-blocked, vectorisable inner loop over d.
+void gemm_abt_fallback(const float* a, int64_t lda, const float* b, int64_t ldb, float* out,
+                       int64_t ldo, int64_t m, int64_t n, int64_t d) {
+    constexpr int64_t kTile = 64;
+    for (int64_t i0 = 0; i0 < m; i0 += kTile) {
+        const int64_t i1 = std::min(m, i0 + kTile);
+        for (int64_t j0 = 0; j0 < n; j0 += kTile) {
+            const int64_t j1 = std::min(n, j0 + kTile);
+            for (int64_t i = i0; i < i1; ++i) {
+                const float* ai = a + i * lda;
+                for (int64_t j = j0; j < j1; ++j) {
+                    const float* bj = b + j * ldb;
+                    float s = 0.f;
+#pragma omp simd reduction(+ : s)
+                    for (int64_t c = 0; c < d; ++c) s += ai[c] * bj[c];
+                    out[i * ldo + j] = s;
+                }
+            }
+        }
+    }
+}
+}  // namespace
+
+namespace {
+void gemm_abt_serial(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
+                     float* out, int64_t ldo, int64_t m, int64_t n, int64_t d) {
+    if (m == 0 || n == 0) return;
+    if (sgemm == nullptr || d == 0) {
+        if (d == 0) {
+            for (int64_t i = 0; i < m; ++i) std::fill(out + i * ldo, out + i * ldo + n, 0.f);
+            return;
+        }
+        gemm_abt_fallback(a, lda, b, ldb, out, ldo, m, n, d);
+        return;
+    }
+    // Row-major out[m, n] = A B^T is column-major out^T[n, m] = B A^T:
+    // column-major B is [d, n] (ld = ldb) used transposed, A is [d, m] (ld = lda) as is.
+    const int M = static_cast<int>(n), N = static_cast<int>(m), K = static_cast<int>(d);
+    const int LDA = static_cast<int>(ldb), LDB = static_cast<int>(lda), LDC = static_cast<int>(ldo);
+    const float one = 1.f, zero = 0.f;
+    sgemm("T", "N", &M, &N, &K, &one, b, &LDA, a, &LDB, &zero, out, &LDC);
+}
+}  // namespace
+
+void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
+              float* out, int64_t ldo, int64_t m, int64_t n, int64_t d, int n_threads) {
+    const int nt = resolve_threads(n_threads);
+    // Column panels of at least 256 keys keep each thread's GEMM efficient.
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(nt, n / 256));
+    if (parts == 1) {
+        gemm_abt_serial(sgemm, a, lda, b, ldb, out, ldo, m, n, d);
+        return;
+    }
+    const int64_t step = (n + parts - 1) / parts;
+    parallel_for(parts, nt, [&](int64_t p) {
+        const int64_t j0 = p * step, j1 = std::min(n, j0 + step);
+        if (j0 < j1) gemm_abt_serial(sgemm, a, lda, b + j0 * ldb, ldb, out + j0, ldo, m, j1 - j0, d);
+    });
+}
+
+void gram_aug(DgemmFn dgemm, const double* x, int64_t l, int64_t d, int64_t row0, double B, double* K) {
+    const int64_t r = l - row0;
+    if (r <= 0) return;
+    double* block = K + row0 * l;  // rows row0..l, all l columns
+    if (dgemm != nullptr && d > 0) {
+        // Row-major block = X_new X^T is column-major block^T [l, r] = (X^T)^T X_new^T.
+        const int L = int(l), R = int(r), D = int(d);
+        const double one = 1.0, zero = 0.0;
+        dgemm("T", "N", &L, &R, &D, &one, x, &D, x + row0 * d, &D, &zero, block, &L);
+    } else {
+        for (int64_t i = row0; i < l; ++i)
+            for (int64_t j = 0; j < l; ++j) {
+                double s = 0.0;
+                for (int64_t c = 0; c < d; ++c) s += x[i * d + c] * x[j * d + c];
+                K[i * l + j] = s;
+            }
+    }
+    const double b2 = B * B;
+    for (int64_t i = row0; i < l; ++i)
+        for (int64_t j = 0; j < l; ++j) {
+            K[i * l + j] += b2;
+            if (j < row0) K[j * l + i] = K[i * l + j];
+        }
+}
+
+}  // namespace simattr

@@ -1,0 +1,245 @@
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cpu/dcd_cpu.h"
+#include "cpu/esvm.h"
+#include "common/parallel.h"
+
+namespace simattr {
+
+namespace {
+
+// While the working set is still growing, sweeps stop at a loose tolerance: the exact
+// solution of a working set that is about to change is wasted work. Once no violator is
+// left the round tolerance drops to tol, and rounds repeat until none appears.
+constexpr double kLooseTol = 1e-1;
+// The working set starts from the query's 16 nearest key rows; each round adds the worst
+// violators, at most max(16, 2 x its size), so it can double while staying small.
+constexpr int64_t kInitialWorkingSet = 16;
+constexpr int64_t kGrowth = 2;
+// Working sets up to this size (and below 2d) use the Gram form: O(l) per visit, K [l, l]
+// in double (32 MiB at most).
+constexpr int64_t kGramMax = 2048;
+// Working-set rows with alpha 0 and a gradient above this (in margin units) are dropped.
+constexpr double kPruneGradient = 0.05;
+
+// One exemplar SVM. w has d + 1 entries: the last one multiplies the constant B.
+struct Svm {
+    std::vector<double> w;
+    std::vector<double> alpha;    // [1 + ws.size()]: slot 0 the positive, slot t ws[t - 1]
+    std::vector<int64_t> ws;      // working set: key rows whose dual variable is tracked
+    std::vector<uint8_t> in_ws;   // [n] membership flags; key rows outside have alpha 0
+    std::vector<double> K;        // Gram matrix of the slots, valid for the first gram_l
+    int64_t gram_l = 0;
+    int64_t iters = 0;
+    double round_tol = 0.0;
+    bool converged = false;
+    bool done = false;
+    SplitMix64 rng{0};
+};
+
+struct Problem {
+    const float* keys;
+    int64_t ldk, n, d;
+    double B;
+    DcdConstants dc;
+    const EsvmParams* p;
+    const Blas* blas;
+};
+
+// Gathers {query} U working set into contiguous rows (cache-resident across sweeps) and runs
+// liblinear's sweeps on them, in Gram form when the working set is small. The Gram matrix
+// is kept between rounds and only extended by the rows added since.
+void solve_working_set(const Problem& P, const float* q, Svm& s) {
+    const int64_t l = 1 + int64_t(s.ws.size()), d = P.d;
+    thread_local std::vector<float> rows;
+    thread_local std::vector<double> xd;
+    rows.resize(size_t(l * d));
+    std::copy(q, q + d, rows.begin());
+    for (int64_t t = 1; t < l; ++t) {
+        const float* x = P.keys + s.ws[t - 1] * P.ldk;
+        std::copy(x, x + d, rows.begin() + t * d);
+    }
+    const WorkingSet ws{rows.data(), l, d, P.B, P.dc};
+    DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
+    if (l <= kGramMax && l <= 2 * d) {
+        xd.assign(rows.begin(), rows.end());
+        // Re-lay the kept block out with the wider stride, in place: rows move to higher
+        // addresses, so going from the last row down never overwrites one not yet moved.
+        s.K.resize(size_t(l * l));
+        for (int64_t i = s.gram_l - 1; i > 0; --i)
+            std::copy_backward(s.K.begin() + i * s.gram_l, s.K.begin() + (i + 1) * s.gram_l,
+                               s.K.begin() + i * l + s.gram_l);
+        gram_aug(P.blas->dgemm, xd.data(), l, d, s.gram_l, P.B, s.K.data());
+        s.gram_l = l;
+        s.converged = dcd_gram(ws, s.K.data(), st, s.round_tol, P.p->max_iter, *P.blas);
+    } else {
+        s.K.clear();
+        s.gram_l = 0;
+        s.converged = dcd_primal(ws, st, s.round_tol, P.p->max_iter);
+    }
+}
+
+// Dual gradient of a key row outside the working set (a negative with alpha 0), from its
+// decision value f = w.x + w_B B.
+inline double outside_gradient(float f) { return -double(f) - 1.0; }
+
+// Pool rows outside the working set whose gradient G = -f_i - 1 (alpha_i = 0) is below
+// `margin`, worst first, at most `budget` of them. f holds w.x_i + w_B B for every key row.
+std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, double margin, int64_t budget) {
+    std::vector<std::pair<double, int64_t>> v;
+    for (int64_t i = 0; i < n; ++i) {
+        const double G = outside_gradient(f[i]);
+        if (G < margin && !s.in_ws[i]) v.emplace_back(G, i);
+    }
+    if (int64_t(v.size()) > budget) {
+        std::nth_element(v.begin(), v.begin() + budget, v.end());
+        v.resize(budget);
+    }
+    std::sort(v.begin(), v.end());
+    std::vector<int64_t> out(v.size());
+    for (size_t t = 0; t < v.size(); ++t) out[t] = v[t].second;
+    return out;
+}
+
+// Drops working-set rows that are clearly inactive (alpha 0, gradient above `keep`): they do
+// not contribute to w, the sweeps would only shrink them again, and a row that starts to
+// violate later is found again by the next GEMM check. Keeps the Gram matrix small.
+void prune_working_set(Svm& s, const float* f, double keep) {
+    std::vector<int64_t> kept_slots{0};  // slot 0, the positive, always stays
+    size_t out = 0;
+    for (size_t t = 0; t < s.ws.size(); ++t) {
+        const int64_t i = s.ws[t];
+        if (s.alpha[t + 1] == 0.0 && outside_gradient(f[i]) > keep) {
+            s.in_ws[i] = 0;
+            continue;
+        }
+        kept_slots.push_back(int64_t(t + 1));
+        s.ws[out] = i;
+        s.alpha[out + 1] = s.alpha[t + 1];
+        ++out;
+    }
+    s.ws.resize(out);
+    s.alpha.resize(out + 1);
+    // Keep the cached Gram block of the surviving slots (it only ever covered the old slots).
+    const int64_t old_l = s.gram_l, kl = int64_t(kept_slots.size());
+    if (old_l == 0) return;
+    // In place: entry (a, b) moves from kept[a] * old_l + kept[b] to a * kl + b, never to a
+    // higher address than any entry still to be read (kept[x] >= x, kl <= old_l).
+    for (int64_t a = 0; a < kl; ++a)
+        for (int64_t b = 0; b < kl; ++b) s.K[a * kl + b] = s.K[kept_slots[a] * old_l + kept_slots[b]];
+    s.K.resize(size_t(kl * kl));
+    s.gram_l = kl;
+}
+
+void add_to_working_set(Svm& s, const std::vector<int64_t>& rows) {
+    for (int64_t i : rows) {
+        s.ws.push_back(i);
+        s.alpha.push_back(0.0);
+        s.in_ws[i] = 1;
+    }
+}
+
+// Initial working set: the key rows with the largest inner product with the query, where
+// an exemplar SVM's support vectors usually lie. f: the query's inner products [n].
+std::vector<int64_t> nearest(const float* f, int64_t n, int64_t count) {
+    std::vector<int64_t> order(n);
+    for (int64_t i = 0; i < n; ++i) order[i] = i;
+    std::partial_sort(order.begin(), order.begin() + count, order.end(),
+                      [&](int64_t a, int64_t b) { return f[a] > f[b] || (f[a] == f[b] && a < b); });
+    order.resize(count);
+    return order;
+}
+
+}  // namespace
+
+void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, int64_t ldk,
+               int64_t n, int64_t d, const int64_t* key_ids, const int64_t* query_ids,
+               const EsvmParams& params, const Blas& blas, TopkAccumulator& acc, int64_t row0,
+               int64_t* n_iter, uint8_t* converged) {
+    if (m == 0 || n == 0) return;
+    const int nt = params.n_threads;
+    const Problem P{keys, ldk, n, d, params.intercept_scaling,
+                    dcd_constants(params.C, n, params.squared_hinge), &params, &blas};
+    double max_norm = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        double s = 0.0;
+        for (int64_t c = 0; c < d; ++c) s += double(keys[i * ldk + c]) * keys[i * ldk + c];
+        max_norm = std::max(max_norm, s);
+    }
+    max_norm = std::sqrt(max_norm + P.B * P.B);
+
+    // Queries are solved in tiles: a tile's decision values [tile, n] (at most 64 MiB), its
+    // membership flags [tile, n] and its cached Gram matrices (at most tile x 32 MiB, usually
+    // well under 1 MiB each) are the only buffers that grow with the keys.
+    const int64_t tile = std::max<int64_t>(
+        1, std::min<int64_t>({m, (int64_t(1) << 24) / n, std::max<int64_t>(256, 8 * resolve_threads(nt))}));
+    std::vector<float> F, W32;
+    for (int64_t t0 = 0; t0 < m; t0 += tile) {
+        const int64_t tm = std::min(tile, m - t0);
+        std::vector<Svm> svms(tm);
+        F.resize(size_t(tm * n));
+        W32.resize(size_t(tm * d));
+        gemm_abt(blas.sgemm, queries + t0 * ldq, ldq, keys, ldk, F.data(), n, tm, n, d, nt);
+        parallel_for(tm, nt, [&](int64_t j) {
+            Svm& s = svms[j];
+            s.w.assign(d + 1, 0.0);
+            s.alpha.assign(1, 0.0);
+            s.in_ws.assign(n, 0);
+            s.rng = SplitMix64(query_seed(params.seed, query_ids[t0 + j]));
+            s.round_tol = std::max(params.tol, kLooseTol);
+            add_to_working_set(s, nearest(F.data() + j * n, n, std::min(n, kInitialWorkingSet)));
+            solve_working_set(P, queries + (t0 + j) * ldq, s);
+        });
+        std::vector<int64_t> live(tm);
+        for (int64_t j = 0; j < tm; ++j) live[j] = j;
+        while (!live.empty()) {
+            const int64_t nl = int64_t(live.size());
+            for (int64_t r = 0; r < nl; ++r)
+                for (int64_t c = 0; c < d; ++c) W32[r * d + c] = float(svms[live[r]].w[c]);
+            gemm_abt(blas.sgemm, W32.data(), d, keys, ldk, F.data(), n, nl, n, d, nt);
+            parallel_for(nl, nt, [&](int64_t r) {
+                Svm& s = svms[live[r]];
+                float* f = F.data() + r * n;
+                const float bias = float(s.w[d] * P.B);
+                for (int64_t i = 0; i < n; ++i) f[i] += bias;
+                if (s.iters >= params.max_iter) {
+                    s.done = true;
+                    return;
+                }
+                // float32 GEMM error is far below this margin, so a row left out truly has
+                // alpha = 0 and a non-negative gradient up to tol: liblinear's stopping rule.
+                double wn = 0.0;
+                for (double v : s.w) wn += v * v;
+                const double margin = params.tol + 1e-5 * std::sqrt(wn) * max_norm;
+                prune_working_set(s, f, kPruneGradient + margin);
+                const int64_t budget = std::max<int64_t>(kInitialWorkingSet, kGrowth * int64_t(s.ws.size()));
+                const std::vector<int64_t> add = violators(f, s, n, margin, budget);
+                if (add.empty()) {
+                    if (s.round_tol <= params.tol && s.converged) {
+                        s.done = true;
+                        return;
+                    }
+                    s.round_tol = params.tol;
+                }
+                add_to_working_set(s, add);
+                solve_working_set(P, queries + (t0 + live[r]) * ldq, s);
+            });
+            // Finished queries hand over their decision values (from the GEMM just done,
+            // i.e. from their final w); the rest go round again.
+            std::vector<int64_t> next, finished;  // finished: positions r in this round
+            for (int64_t r = 0; r < nl; ++r) (svms[live[r]].done ? finished : next).push_back(r);
+            parallel_for(int64_t(finished.size()), nt, [&](int64_t f) {
+                const int64_t r = finished[f], j = live[r];
+                acc.push(row0 + t0 + j, 1, F.data() + r * n, n, key_ids, n, 1);
+                n_iter[t0 + j] = svms[j].iters;
+                converged[t0 + j] = svms[j].converged ? 1 : 0;
+            });
+            for (int64_t& r : next) r = live[r];
+            live.swap(next);
+        }
+    }
+}
+
+}  // namespace simattr

@@ -1,0 +1,129 @@
+// pybind11 module `_cpu`: converts arrays to views, releases the GIL, calls the core.
+// Validation lives in Python (simattr_fast/_validate.py); the checks here only guard memory.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "cpu/esvm.h"
+#include "cpu/topk.h"
+
+namespace py = pybind11;
+using namespace simattr;
+
+namespace {
+
+Blas g_blas;  // set once from SciPy's BLAS; null entries -> portable fallbacks
+
+using F32 = py::array_t<float, py::array::c_style>;
+using I64 = py::array_t<int64_t, py::array::c_style>;
+
+void require(bool ok, const std::string& msg) {
+    if (!ok) throw std::invalid_argument(msg);
+}
+
+void* capsule_pointer(const py::capsule& cap) {
+    void* p = PyCapsule_GetPointer(cap.ptr(), PyCapsule_GetName(cap.ptr()));
+    if (p == nullptr) throw py::error_already_set();
+    return p;
+}
+
+void set_blas(py::capsule sgemm, py::capsule dgemm, py::capsule dpotrf, py::capsule dpotrs) {
+    g_blas.sgemm = reinterpret_cast<SgemmFn>(capsule_pointer(sgemm));
+    g_blas.dgemm = reinterpret_cast<DgemmFn>(capsule_pointer(dgemm));
+    g_blas.dpotrf = reinterpret_cast<DpotrfFn>(capsule_pointer(dpotrf));
+    g_blas.dpotrs = reinterpret_cast<DpotrsFn>(capsule_pointer(dpotrs));
+}
+
+void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I64& ids,
+             py::object key_sq_norms, Metric metric, int64_t row0, int n_threads) {
+    require(queries.ndim() == 2 && keys.ndim() == 2 && ids.ndim() == 1, "topk: bad ndim");
+    const int64_t nq = queries.shape(0), d = queries.shape(1), nb = keys.shape(0);
+    require(keys.shape(1) == d && ids.shape(0) == nb, "topk: shape mismatch");
+    require(row0 >= 0 && row0 + nq <= acc.rows(), "topk: rows out of range");
+    const float* sq = nullptr;
+    F32 sqa;
+    if (!key_sq_norms.is_none()) {
+        sqa = key_sq_norms.cast<F32>();
+        require(sqa.ndim() == 1 && sqa.shape(0) == nb, "topk: key_sq_norms shape");
+        sq = sqa.data();
+    }
+    require(metric != Metric::L2 || sq != nullptr, "topk: L2 needs key_sq_norms");
+    py::gil_scoped_release nogil;
+    topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, metric,
+         g_blas.sgemm, acc, row0, n_threads);
+}
+
+py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {
+    F32 scores({acc.rows(), acc.k()});
+    I64 ids({acc.rows(), acc.k()});
+    {
+        py::gil_scoped_release nogil;
+        acc.finalize(scores.mutable_data(), ids.mutable_data(), nullptr, n_threads);
+    }
+    return py::make_tuple(scores, ids);
+}
+
+// Writes accumulator row r into row row_map[r] of caller-owned outputs [n_out, k].
+void finalize_into_py(TopkAccumulator& acc, F32& scores, I64& ids, const I64& row_map, int n_threads) {
+    require(scores.ndim() == 2 && ids.ndim() == 2 && scores.shape(1) == acc.k() && ids.shape(1) == acc.k() &&
+                scores.shape(0) == ids.shape(0) && row_map.ndim() == 1 && row_map.shape(0) == acc.rows(),
+            "finalize_into: shape mismatch");
+    const int64_t n_out = scores.shape(0);
+    const int64_t* map = row_map.data();
+    for (int64_t r = 0; r < acc.rows(); ++r) require(map[r] >= 0 && map[r] < n_out, "finalize_into: row_map out of range");
+    py::gil_scoped_release nogil;
+    acc.finalize(scores.mutable_data(), ids.mutable_data(), map, n_threads);
+}
+
+py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I64& key_ids,
+                       const I64& query_ids, double C, bool squared_hinge, double intercept_scaling,
+                       double tol, int64_t max_iter, uint64_t seed, int64_t row0, int n_threads) {
+    require(queries.ndim() == 2 && keys.ndim() == 2, "esvm_topk: bad ndim");
+    const int64_t m = queries.shape(0), d = queries.shape(1), n = keys.shape(0);
+    require(keys.shape(1) == d && key_ids.shape(0) == n && query_ids.shape(0) == m,
+            "esvm_topk: shape mismatch");
+    require(row0 >= 0 && row0 + m <= acc.rows(), "esvm_topk: rows out of range");
+    const EsvmParams p = esvm_params(C, squared_hinge, intercept_scaling, tol, max_iter, seed, n_threads);
+    I64 n_iter({m});
+    py::array_t<uint8_t> converged({m});
+    {
+        py::gil_scoped_release nogil;
+        esvm_topk(queries.data(), d, m, keys.data(), d, n, d, key_ids.data(), query_ids.data(), p,
+                  g_blas, acc, row0, n_iter.mutable_data(), converged.mutable_data());
+    }
+    return py::make_tuple(n_iter, converged);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu, m) {
+    m.doc() = "simattr_fast CPU kernels (see simattr_fast for the public API)";
+    m.attr("__version__") = SIMATTR_VERSION;  // from pyproject.toml, through CMake
+    // Module-local: `_cuda` binds the same C++ enums; each module owns its own Python type.
+    py::enum_<Metric>(m, "Metric", py::module_local())
+        .value("cosine", Metric::Cosine)
+        .value("ip", Metric::IP)
+        .value("l2", Metric::L2);
+    m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("dpotrf"), py::arg("dpotrs"));
+    m.def("clear_blas", [] { g_blas = Blas{}; }, "Use the portable fallbacks (for tests).");
+    m.def("has_blas", [] {
+        return g_blas.sgemm != nullptr && g_blas.dgemm != nullptr && g_blas.dpotrf != nullptr &&
+               g_blas.dpotrs != nullptr;
+    });
+    py::class_<TopkAccumulator>(m, "TopkAccumulator")
+        .def(py::init<int64_t, int64_t>(), py::arg("nq"), py::arg("k"))
+        .def_property_readonly("rows", &TopkAccumulator::rows)
+        .def_property_readonly("k", &TopkAccumulator::k)
+        .def("finalize", &finalize_py, py::arg("n_threads") = 0)
+        .def("finalize_into", &finalize_into_py, py::arg("scores").noconvert(), py::arg("ids").noconvert(),
+             py::arg("row_map").noconvert(), py::arg("n_threads") = 0);
+    m.def("topk", &topk_py, py::arg("acc"), py::arg("queries").noconvert(), py::arg("keys").noconvert(),
+          py::arg("ids").noconvert(), py::arg("key_sq_norms"), py::arg("metric"), py::arg("row0"),
+          py::arg("n_threads") = 0);
+    m.def("esvm_topk", &esvm_topk_py, py::arg("acc"), py::arg("queries").noconvert(),
+          py::arg("keys").noconvert(), py::arg("key_ids").noconvert(), py::arg("query_ids").noconvert(),
+          py::arg("C"), py::arg("squared_hinge"), py::arg("intercept_scaling"), py::arg("tol"),
+          py::arg("max_iter"), py::arg("seed"), py::arg("row0"), py::arg("n_threads") = 0);
+}

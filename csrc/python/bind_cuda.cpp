@@ -1,0 +1,105 @@
+// pybind11 module `_cuda`: same function names as `_cpu`. Device arrays travel as raw
+// pointers (taken in Python from __cuda_array_interface__); host arrays are uploaded into
+// DeviceArray. CUDA errors surface as RuntimeError with the CUDA error string.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "cuda/cuda_util.h"
+#include "cuda/esvm_cuda.h"
+#include "cuda/topk_cuda.h"
+
+namespace py = pybind11;
+using namespace simattr;
+using simattr::cuda::TopkAccumulatorCuda;
+
+namespace {
+
+// An owning device copy of a host array (any dtype; the bytes are copied as they are).
+class DeviceArray {
+public:
+    explicit DeviceArray(const py::array& host) {
+        if (!(host.flags() & py::array::c_style)) throw std::invalid_argument("DeviceArray: host array must be C-contiguous");
+        bytes_ = size_t(host.nbytes());
+        buf_.reset(bytes_);
+        py::gil_scoped_release nogil;
+        cuda::copy_to_device(buf_.get(), host.data(), bytes_);
+    }
+    uintptr_t ptr() const { return reinterpret_cast<uintptr_t>(buf_.get()); }
+    size_t nbytes() const { return bytes_; }
+
+private:
+    cuda::DeviceBuffer<char> buf_;
+    size_t bytes_ = 0;
+};
+
+template <class T>
+const T* as_ptr(uintptr_t p) { return reinterpret_cast<const T*>(p); }
+
+py::tuple finalize_py(TopkAccumulatorCuda& acc) {
+    py::array_t<float> s({acc.rows(), acc.k()});
+    py::array_t<int64_t> i({acc.rows(), acc.k()});
+    {
+        py::gil_scoped_release nogil;
+        acc.finalize(s.mutable_data(), i.mutable_data());
+    }
+    return py::make_tuple(s, i);
+}
+
+void topk_py(TopkAccumulatorCuda& acc, uintptr_t queries, DType qtype, uintptr_t keys, DType ktype,
+             int64_t nb, int64_t d, int64_t id0, Metric metric, uintptr_t query_labels,
+             uintptr_t key_labels) {
+    py::gil_scoped_release nogil;
+    acc.topk(as_ptr<void>(queries), qtype, as_ptr<void>(keys), ktype, nb, d, id0, metric,
+             as_ptr<int64_t>(query_labels), as_ptr<int64_t>(key_labels));
+}
+
+py::tuple esvm_topk_py(TopkAccumulatorCuda& acc, uintptr_t queries, DType qtype, uintptr_t query_rows,
+                       int64_t m, uintptr_t keys, DType ktype, uintptr_t key_rows, int64_t n, int64_t d,
+                       py::array_t<int64_t, py::array::c_style> query_ids, double C, bool squared_hinge,
+                       double intercept_scaling, double tol, int64_t max_iter, uint64_t seed, int64_t row0) {
+    if (query_ids.ndim() != 1 || query_ids.shape(0) != m) throw std::invalid_argument("esvm_topk: query_ids must have m entries");
+    const EsvmParams p = esvm_params(C, squared_hinge, intercept_scaling, tol, max_iter, seed);
+    py::array_t<int64_t> n_iter({m});
+    py::array_t<uint8_t> converged({m});
+    {
+        py::gil_scoped_release nogil;
+        cuda::esvm_topk(as_ptr<void>(queries), qtype, as_ptr<int64_t>(query_rows), m, as_ptr<void>(keys), ktype,
+                        as_ptr<int64_t>(key_rows), n, d, query_ids.data(), p, acc, row0, n_iter.mutable_data(),
+                        converged.mutable_data());
+    }
+    return py::make_tuple(n_iter, converged);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda, m) {
+    m.doc() = "simattr_fast CUDA kernels (see simattr_fast for the public API)";
+    m.attr("__version__") = SIMATTR_VERSION;  // from pyproject.toml, through CMake
+    // Module-local: `_cpu` binds the same C++ enums; each module owns its own Python type.
+    py::enum_<Metric>(m, "Metric", py::module_local())
+        .value("cosine", Metric::Cosine)
+        .value("ip", Metric::IP)
+        .value("l2", Metric::L2);
+    py::enum_<DType>(m, "DType", py::module_local()).value("float32", DType::F32).value("float16", DType::F16);
+    m.def("device_count", &cuda::device_count);
+    m.def("last_error", &cuda::last_error);
+    py::class_<DeviceArray>(m, "DeviceArray")
+        .def(py::init<const py::array&>(), py::arg("host"))
+        .def_property_readonly("ptr", &DeviceArray::ptr)
+        .def_property_readonly("nbytes", &DeviceArray::nbytes);
+    py::class_<TopkAccumulatorCuda>(m, "TopkAccumulator")
+        .def(py::init<int64_t, int64_t, int64_t>(), py::arg("nq"), py::arg("k"), py::arg("max_cols"))
+        .def_property_readonly("rows", &TopkAccumulatorCuda::rows)
+        .def_property_readonly("k", &TopkAccumulatorCuda::k)
+        .def("finalize", &finalize_py);
+    m.def("topk", &topk_py, py::arg("acc"), py::arg("queries"), py::arg("qtype"), py::arg("keys"),
+          py::arg("ktype"), py::arg("nb"), py::arg("d"), py::arg("id0"), py::arg("metric"),
+          py::arg("query_labels"), py::arg("key_labels"));
+    m.def("esvm_topk", &esvm_topk_py, py::arg("acc"), py::arg("queries"), py::arg("qtype"),
+          py::arg("query_rows"), py::arg("m"), py::arg("keys"), py::arg("ktype"), py::arg("key_rows"),
+          py::arg("n"), py::arg("d"), py::arg("query_ids"), py::arg("C"), py::arg("squared_hinge"),
+          py::arg("intercept_scaling"), py::arg("tol"), py::arg("max_iter"), py::arg("seed"), py::arg("row0"));
+}

@@ -1,0 +1,111 @@
+"""simattr_fast.esvm_topk: batched exemplar SVMs ranked by decision value."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import backend
+from .inputs import prepare_inputs
+from .stream import ClassGroups, prepare_rows
+from .validate import check_positive
+
+LOSSES = ("squared_hinge", "hinge")
+
+
+class ConvergenceWarning(UserWarning):
+    """Some exemplar SVMs reached ``max_iter`` sweeps before ``tol`` (their rankings are
+    approximate). Our own class, so the kernels need no scikit-learn at run time; it plays the
+    role of ``sklearn.exceptions.ConvergenceWarning``."""
+
+
+def esvm_topk(queries, keys, k, query_labels=None, key_labels=None, C=0.1,
+              loss="squared_hinge", intercept_scaling=1.0, tol=1e-6, max_iter=10000,
+              device="auto", *, seed=0, n_threads=None, progress=None):
+    """Top-k keys per query by the decision value of an exemplar SVM.
+
+    For each query q, one linear SVM is fitted with q as the only positive and its pool (the
+    keys of its own label when both label arrays are given, else all keys) as negatives,
+    with scikit-learn ``LinearSVC(C=C, loss=loss, class_weight='balanced', tol=tol,
+    max_iter=max_iter, intercept_scaling=intercept_scaling)`` semantics: L2 penalty, the bias
+    a regularised weight on a constant feature. The pool is ranked by ``w.x + b``, highest
+    first. The solver is liblinear's dual coordinate descent (random permutations from
+    ``seed`` and the query index, shrinking), run over a working set of margin violators
+    whose gradients are refreshed for many queries at once with one GEMM.
+
+    Memory: each class pool is held as float32 (pool rows x d x 4 bytes) together with a
+    decision-value tile of at most 64 MiB; the unconditioned pool is all keys.
+
+    Returns ``(scores, indices)``: float32 and int64 [nq, k], best first; indices are rows
+    of ``keys``; rows are padded with NaN / -1 when a pool has fewer than k keys (a query
+    whose class has no key gets an all-padded row). Emits ``ConvergenceWarning`` when some
+    SVMs reach ``max_iter`` sweeps before ``tol``.
+    """
+    inp = prepare_inputs(queries, keys, k, query_labels, key_labels, device, n_threads)
+    Q, K, k, ql, kl = inp.queries, inp.keys, inp.k, inp.query_labels, inp.key_labels
+    C = check_positive("C", C)
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+    intercept_scaling = check_positive("intercept_scaling", intercept_scaling)
+    tol = check_positive("tol", tol)
+    max_iter = check_positive("max_iter", max_iter, integer=True)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    params = dict(C=C, squared_hinge=(loss == "squared_hinge"), intercept_scaling=intercept_scaling,
+                  tol=tol, max_iter=max_iter, seed=int(seed))
+    if inp.device == "cuda":
+        from .esvm_cuda import esvm_topk_cuda
+
+        s, i, n_iter, conv = esvm_topk_cuda(Q, K, k, ql, kl, params)
+    else:
+        with backend.kernel_threads():
+            s, i, n_iter, conv = _esvm_cpu(Q.host, K.host, k, ql, kl, params, inp.n_threads, progress)
+    bad = int((~conv).sum())
+    if bad:
+        warnings.warn(
+            f"{bad} of {len(conv)} exemplar SVMs stopped at max_iter={max_iter} sweeps before "
+            f"reaching tol={tol:g}; their rankings are approximate. Raise max_iter or tol.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return s, i
+
+
+def class_keys(nq: int, nk: int, ql, kl):
+    """Yields (query rows, key rows) per class, or once for everything when unconditioned.
+    Queries whose class has no key appear with no key rows."""
+    if ql is None:
+        yield np.arange(nq), np.arange(nk)
+        return
+    groups = ClassGroups(ql)
+    key_groups = ClassGroups(kl)
+    for c, (q0, q1) in groups.ranges.items():
+        kr = key_groups.ranges.get(c)
+        rows = key_groups.order[kr[0] : kr[1]] if kr else np.zeros(0, np.int64)
+        yield groups.order[q0:q1], np.sort(rows)
+
+
+def _esvm_cpu(queries, keys, k, ql, kl, params, nt, progress):
+    cpu = backend.cpu()
+    nq = queries.shape[0]
+    out_s = np.full((nq, k), np.nan, np.float32)
+    out_i = np.full((nq, k), -1, np.int64)
+    n_iter = np.zeros(nq, np.int64)
+    conv = np.ones(nq, bool)
+    groups = list(class_keys(nq, keys.shape[0], ql, kl))
+    bar = tqdm(groups, desc="esvm", unit="class", disable=(None if progress is None else not progress) if len(groups) > 1 else True)
+    for qrows, key_rows in bar:
+        qf = prepare_rows("queries", queries[qrows], 0, "ip", row_ids=qrows)  # checked even with no keys
+        if key_rows.size == 0:
+            continue
+        kf = prepare_rows("keys", keys[key_rows], 0, "ip", row_ids=key_rows)
+        kk = min(k, key_rows.size)
+        acc = cpu.TopkAccumulator(len(qrows), kk)
+        it, cv = cpu.esvm_topk(acc, qf, kf, key_rows.astype(np.int64), qrows.astype(np.int64),
+                               params["C"], params["squared_hinge"], params["intercept_scaling"],
+                               params["tol"], params["max_iter"], params["seed"], 0, nt)
+        s, i = acc.finalize(nt)
+        out_s[qrows, :kk], out_i[qrows, :kk] = s, i
+        n_iter[qrows], conv[qrows] = it, cv.astype(bool)
+    return out_s, out_i, n_iter, conv

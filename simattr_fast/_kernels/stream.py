@@ -1,0 +1,95 @@
+"""Host-side streaming helpers shared by topk and esvm_topk: query preparation, key blocks
+with bounded memory, class grouping and result padding."""
+from __future__ import annotations
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .arrays import release_pages
+
+
+def first_bad_row(block: np.ndarray) -> int:
+    """Index of the first row holding NaN/Inf, or -1. A float64 row sum of float16/32 values
+    cannot overflow, so it is non-finite exactly when the row holds NaN or Inf."""
+    sums = np.add.reduce(block, axis=1, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(sums))
+    return int(bad[0]) if bad.size else -1
+
+
+def check_finite(name: str, block: np.ndarray, row_offset: int, row_ids=None) -> None:
+    """Raises naming the first bad row: row_offset + position, or row_ids[position]."""
+    bad = first_bad_row(block)
+    if bad >= 0:
+        row = int(row_ids[bad]) if row_ids is not None else row_offset + bad
+        raise ValueError(f"{name}: row {row} contains NaN or Inf; clean or drop it before ranking")
+
+
+def normalize_rows(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Unit-norm rows (float32), into `out` when given (may be x itself); all-zero rows stay
+    zero, so their cosine is 0, not NaN."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)).astype(np.float32)
+    norms[norms == 0] = 1.0
+    return np.divide(x, norms[:, None], out=out)
+
+
+def prepare_rows(name: str, x: np.ndarray, row_offset: int, metric: str, row_ids=None) -> np.ndarray:
+    """float32 C-contiguous copy or view of x, checked, normalised for cosine.
+    Error messages count rows from row_offset, or name row_ids[i] when given."""
+    xf = np.ascontiguousarray(x, dtype=np.float32)
+    check_finite(name, xf, row_offset, row_ids)
+    if metric == "cosine":
+        xf = normalize_rows(xf)
+    return xf
+
+
+def block_rows_for(dim: int, block_bytes: int) -> int:
+    return max(1, block_bytes // (4 * dim))
+
+
+def key_blocks(name: str, keys: np.ndarray, metric: str, block_rows: int, progress, desc: str):
+    """Yields (start, float32 block) over keys, releasing memmap pages behind it.
+
+    Memory held: one reused float32 buffer of block_rows x d (4 bytes each) when the keys
+    need converting or normalising; float32 keys used as they are are not copied. The
+    buffer is reused: a yielded block is only valid until the next one is requested.
+    """
+    n, d = keys.shape
+    starts = range(0, n, block_rows)
+    show = len(starts) > 1 and progress is not False
+    copy = metric == "cosine" or keys.dtype != np.float32
+    buf = np.empty((min(block_rows, n), d), np.float32) if copy else None
+    for s in tqdm(starts, desc=desc, unit="block", disable=(None if progress is None else not progress) if show else True):
+        raw = keys[s : s + block_rows]
+        if copy:
+            kb = buf[: raw.shape[0]]
+            np.copyto(kb, raw)
+        else:
+            kb = raw
+        check_finite(name, kb, s)
+        if metric == "cosine":
+            normalize_rows(kb, out=kb)
+        yield s, kb
+        release_pages(raw)
+
+
+class ClassGroups:
+    """Queries grouped by label: `order` permutes queries so each class is one row range."""
+
+    def __init__(self, labels: np.ndarray):
+        self.order = np.argsort(labels, kind="stable")
+        sorted_labels = labels[self.order]
+        self.classes, starts, counts = np.unique(sorted_labels, return_index=True, return_counts=True)
+        self.ranges = {int(c): (int(s), int(s + n)) for c, s, n in zip(self.classes, starts, counts)}
+
+
+def padded(nq: int, k: int, scores: np.ndarray, ids: np.ndarray):
+    """[nq, k] outputs (score NaN, id -1 where empty) holding `scores`/`ids` in their first
+    columns."""
+    kk = scores.shape[1]
+    if kk == k:
+        return scores, ids  # already full width: no copy
+    out_s = np.full((nq, k), np.nan, dtype=np.float32)
+    out_i = np.full((nq, k), -1, dtype=np.int64)
+    out_s[:, :kk] = scores
+    out_i[:, :kk] = ids
+    return out_s, out_i

@@ -1,0 +1,64 @@
+"""`simattr attribute`: embeddings -> an attribution file."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .common import DEVICES, CliError, require_file
+
+
+def add(sub):
+    p = sub.add_parser("attribute", help="rank each test image's training images (esvm, cosine, l2, ip) and "
+                                         "save an attribution file")
+    p.add_argument("--train", required=True, help="training embeddings: a simattr embed folder, or a .npy [n, d]")
+    p.add_argument("--test", required=True, help="test embeddings: a simattr embed folder, or a .npy [n, d]")
+    p.add_argument("--train-labels", help=".npy int [n_train] (only with a .npy --train)")
+    p.add_argument("--test-labels", help=".npy int [n_test] (only with a .npy --test)")
+    p.add_argument("--out", required=True, help="attribution file to write (.npz)")
+    p.add_argument("--method", choices=("esvm", "cosine", "l2", "ip"), default="esvm")
+    p.add_argument("--k", type=int, default=1280, help="training images kept per test image (default 1280)")
+    p.add_argument("--condition", choices=("true", "predicted", "none"), default="true",
+                   help="pool: training images of the true label (default), the predicted label, or all")
+    p.add_argument("--predictions", help=".npy int [n_test] predicted labels (for --condition predicted)")
+    p.add_argument("--C", type=float, default=0.1, help="exemplar SVM regularisation (default 0.1)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--export-topk", help="also write the reference [n_test, k] int64 .npy here")
+    p.set_defaults(func=attribute_cmd)
+
+
+def _load_side(path, labels_path, name):
+    """(features, labels) from an embed folder or a .npy (+ labels .npy)."""
+    from ..embed import load_embeddings
+
+    if os.path.isdir(require_file(f"--{name}", path)):
+        if labels_path:
+            raise CliError(f"--{name}-labels: an embed folder brings its own labels; drop the option")
+        return load_embeddings(path), None
+    x = np.load(path, mmap_mode="r", allow_pickle=False)
+    if labels_path is None:
+        return x, None
+    y = np.load(require_file(f"--{name}-labels", labels_path), allow_pickle=False)
+    if y.ndim != 1 or len(y) != len(x):
+        raise CliError(f"--{name}-labels: expected one label per embedding ({len(x)}), got shape {y.shape}")
+    return x, y
+
+
+def attribute_cmd(args) -> int:
+    from ..attributor import Attributor
+
+    train, train_y = _load_side(args.train, args.train_labels, "train")
+    test, test_y = _load_side(args.test, args.test_labels, "test")
+    pred = None
+    if args.predictions:
+        pred = np.load(require_file("--predictions", args.predictions), allow_pickle=False)
+    elif args.condition == "predicted":
+        raise CliError("--predictions: --condition predicted needs the predicted labels (.npy)")
+    att = Attributor(method=args.method, k=args.k, condition=args.condition, device=args.device, C=args.C)
+    result = att.fit(train, train_y).attribute(test, test_y, predicted_labels=pred)
+    result.save(args.out)
+    if args.export_topk:
+        result.to_topk_matrix(args.export_topk)
+    print(f"simattr attribute: {args.method} top-{args.k} for {len(result)} test images over "
+          f"{att.n_train_} training images in {result.params['seconds']:.2f}s -> {args.out}")
+    return 0

@@ -1,0 +1,47 @@
+"""`simattr report`: an attribution file -> a self-contained HTML report."""
+from __future__ import annotations
+
+import os
+
+from .common import CliError
+
+
+def add(sub):
+    p = sub.add_parser("report", help="write a self-contained HTML report of an attribution file")
+    p.add_argument("--attribution", required=True, help="file written by simattr attribute")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.add_argument("--train-data", help="training images (name or path; default: as recorded by simattr embed)")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--test-data", help="test images (name or path; default: as recorded by simattr embed)")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--data-root", help="folder holding the dataset files (mnist/cifar by name)")
+    p.add_argument("--n-test", type=int, default=50, help="test images shown (default 50)")
+    p.add_argument("--top", type=int, default=10, help="training images per test image (default 10)")
+    p.set_defaults(func=report_cmd)
+
+
+def _reopen(attr, side, name, split, root):
+    from ..datasets import open_dataset
+
+    if name:
+        return open_dataset(name, split, root=root)
+    spec = ((attr.provenance.get(side) or {}).get("dataset") or {}).get("spec")
+    if not spec:
+        raise CliError(f"--{side}-data: the attribution does not record its {side} images; pass --{side}-data")
+    return open_dataset(spec["dataset"], spec["split"], root=spec.get("root"), image_size=spec.get("image_size"))
+
+
+def report_cmd(args) -> int:
+    from ..attribution import Attribution
+    from ..report import render_report
+
+    if args.n_test <= 0:
+        raise CliError(f"--n-test: expected a positive integer, got {args.n_test}")
+    attr = Attribution.load(args.attribution)
+    train = _reopen(attr, "train", args.train_data, args.train_split, args.data_root)
+    test = _reopen(attr, "test", args.test_data, args.test_split, args.data_root)
+    names = (train.describe() if hasattr(train, "describe") else {}).get("class_names")
+    render_report(attr, train, test, args.out, rows=range(min(args.n_test, len(attr))), top=args.top,
+                  class_names=names)
+    print(f"simattr report: {min(args.n_test, len(attr))} test images -> {os.path.abspath(args.out)}")
+    return 0
