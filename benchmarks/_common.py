@@ -1,4 +1,5 @@
 """Shared helpers for the benchmarks: synthetic embedding-like data, timing, machine info."""
+
 from __future__ import annotations
 
 import json

@@ -9,6 +9,7 @@ class_weight='balanced', tol=1e-6, max_iter=10000) on [query; its class's keys],
 decision_function over the keys. It is linear in the number of queries, so timing it on a
 subset and scaling is exact up to noise (the script says which it did).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 import simattr_fast as sa
+
 from _common import embedding_like, machine, timed, write_json
 
 
@@ -46,9 +48,13 @@ def main(argv=None):
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--k", type=int, default=1280)
     ap.add_argument("--C", type=float, default=0.1)
-    ap.add_argument("--data", choices=("embedding", "gaussian", "fashion"), default="embedding",
-                    help="embedding: non-negative class-clustered features; gaussian: i.i.d. N(0,1); "
-                         "fashion: Fashion-MNIST pixels (784-d, train split as keys, test split as queries)")
+    ap.add_argument(
+        "--data",
+        choices=("embedding", "gaussian", "fashion"),
+        default="embedding",
+        help="embedding: non-negative class-clustered features; gaussian: i.i.d. N(0,1); "
+        "fashion: Fashion-MNIST pixels (784-d, train split as keys, test split as queries)",
+    )
     ap.add_argument("--ref-queries", type=int, default=None, help="queries to run the sklearn loop on (default: all)")
     ap.add_argument("--out", default="benchmarks/out/esvm.json")
     a = ap.parse_args(argv)
@@ -66,10 +72,16 @@ def main(argv=None):
         rng = np.random.default_rng(2)
         keys = rng.standard_normal(keys.shape, dtype=np.float32)
         queries = rng.standard_normal(queries.shape, dtype=np.float32)
-    print(f"esvm: {len(queries)} queries, {len(keys)} keys in {len(np.unique(kl))} classes, d={keys.shape[1]}, k={a.k}, C={a.C}, "
-          f"data={a.data}; {machine()}")
-    t_cos, _ = timed(lambda: sa.topk(queries, keys, a.k, "cosine", ql, kl, device="cpu"), 2)
-    t_ours, (s, i) = timed(lambda: sa.esvm_topk(queries, keys, a.k, ql, kl, C=a.C, device="cpu"))
+    print(
+        f"esvm: {len(queries)} queries, {len(keys)} keys in {len(np.unique(kl))} classes, d={keys.shape[1]}, k={a.k}, C={a.C}, "
+        f"data={a.data}; {machine()}"
+    )
+    t_cos, _ = timed(
+        lambda: sa.topk(queries, keys, a.k, metric="cosine", query_labels=ql, key_labels=kl, device="cpu"), 2
+    )
+    t_ours, (s, i) = timed(
+        lambda: sa.esvm_topk(queries, keys, a.k, query_labels=ql, key_labels=kl, C=a.C, device="cpu")
+    )
     n_ref = len(queries) if a.ref_queries is None else min(a.ref_queries, len(queries))
     rows = np.linspace(0, len(queries) - 1, n_ref).astype(int)
     t_ref, ref = timed(lambda: reference_loop(queries, keys, ql, kl, a.C, rows))
@@ -83,15 +95,31 @@ def main(argv=None):
         fmap = dict(zip(pool, f))
         ov.append(np.mean([fmap[j] >= kth - 1e-6 for j in i[r]]))
     scaled = "" if n_ref == len(queries) else f" (measured on {n_ref} queries, scaled x{len(queries) / n_ref:.0f})"
-    print(f"simattr_fast esvm_topk: {t_ours:.2f}s | sklearn loop: {t_ref_all:.1f}s{scaled} -> "
-          f"{t_ref_all / t_ours:.0f}x faster | cosine topk (conditioned): {t_cos:.3f}s -> esvm = "
-          f"{t_ours / t_cos:.1f}x cosine")
-    print(f"agreement with sklearn on {n_ref} queries: top-{a.k} set overlap min {min(ov):.4f}, "
-          f"Spearman of the top-{a.k} decision values min {np.nanmin(sp):.5f}")
-    write_json(a.out, {"args": vars(a), "machine": machine(),
-                       "seconds": {"esvm_topk": t_ours, "sklearn_loop_measured": t_ref,
-                                   "sklearn_loop_all_queries": t_ref_all, "cosine_topk_conditioned": t_cos},
-                       "ref_queries": n_ref, "overlap_min": float(min(ov)), "spearman_min": float(np.nanmin(sp))})
+    print(
+        f"simattr_fast esvm_topk: {t_ours:.2f}s | sklearn loop: {t_ref_all:.1f}s{scaled} -> "
+        f"{t_ref_all / t_ours:.0f}x faster | cosine topk (conditioned): {t_cos:.3f}s -> esvm = "
+        f"{t_ours / t_cos:.1f}x cosine"
+    )
+    print(
+        f"agreement with sklearn on {n_ref} queries: top-{a.k} set overlap min {min(ov):.4f}, "
+        f"Spearman of the top-{a.k} decision values min {np.nanmin(sp):.5f}"
+    )
+    write_json(
+        a.out,
+        {
+            "args": vars(a),
+            "machine": machine(),
+            "seconds": {
+                "esvm_topk": t_ours,
+                "sklearn_loop_measured": t_ref,
+                "sklearn_loop_all_queries": t_ref_all,
+                "cosine_topk_conditioned": t_cos,
+            },
+            "ref_queries": n_ref,
+            "overlap_min": float(min(ov)),
+            "spearman_min": float(np.nanmin(sp)),
+        },
+    )
 
 
 if __name__ == "__main__":

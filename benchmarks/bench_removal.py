@@ -13,6 +13,7 @@ among the first 1,000 test images that the full-data ensemble classifies correct
 model is a row of the results store, so an interrupted run resumes where it stopped.
 Writes benchmarks/removal_fashion.json and benchmarks/removal_fashion.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,12 @@ import time
 import numpy as np
 import torch
 
-from _common import machine
 from simattr_fast import Attributor
 from simattr_fast.datasets import ArrayDataset, open_dataset
 from simattr_fast.embed import embed
 from simattr_fast.evaluation import ResultsStore, evaluate, flip_classes, random_attribution, trainer_from_spec
+
+from _common import machine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,13 +43,19 @@ def pick_test_ids(spec, store_path, n_test, n_models, path):
     cand = np.arange(1000)
     with ResultsStore(store_path) as st:
         flip_classes(trainer, st, cand.tolist(), n_models)  # trains the full-data ensemble, stores its outcomes
-        right = {t for t in cand.tolist()
-                 if np.mean([c for c, _ in st.get(t, "full", "flipclass", 0).values()]) > 0.5}
+        right = {t for t in cand.tolist() if np.mean([c for c, _ in st.get(t, "full", "flipclass", 0).values()]) > 0.5}
     ids = sorted(np.random.default_rng(0).choice(sorted(right), n_test, replace=False).tolist())
     with open(path, "w") as f:
-        json.dump({"test_ids": ids, "how": f"{n_test} drawn with numpy default_rng(0) among the {len(right)} of the "
-                   "first 1,000 Fashion-MNIST test images that a majority of the full-data small-CNN ensemble "
-                   f"({n_models} models, n_train={spec['n_train']}) classifies correctly"}, f, indent=2)
+        json.dump(
+            {
+                "test_ids": ids,
+                "how": f"{n_test} drawn with numpy default_rng(0) among the {len(right)} of the "
+                "first 1,000 Fashion-MNIST test images that a majority of the full-data small-CNN ensemble "
+                f"({n_models} models, n_train={spec['n_train']}) classifies correctly",
+            },
+            f,
+            indent=2,
+        )
     return ids
 
 
@@ -57,8 +65,11 @@ def rankings(e_tr, e_te, ids, k, seconds=None) -> dict:
     atts = {}
     for method in ("esvm", "cosine"):
         t0 = time.perf_counter()
-        atts[method] = Attributor(method, k=k, progress=False).fit(e_tr).attribute(
-            e_te.features[ids], e_te.labels[ids], test_ids=ids)
+        atts[method] = (
+            Attributor(method, k=k, progress=False)
+            .fit(e_tr)
+            .attribute(e_te.features[ids], e_te.labels[ids], test_ids=ids)
+        )
         if seconds is not None:
             seconds[method] = time.perf_counter() - t0
     atts["random"] = random_attribution(e_tr.labels, e_te.labels[ids], ids, k)
@@ -84,12 +95,17 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     os.makedirs(args.work, exist_ok=True)
     store = os.path.join(args.work, "results.sqlite")
-    spec = {"kind": "small_cnn", "dataset": "fashion-mnist", "root": None, "n_train": args.n_train,
-            "epochs": args.epochs}
+    spec = {
+        "kind": "small_cnn",
+        "dataset": "fashion-mnist",
+        "root": None,
+        "n_train": args.n_train,
+        "epochs": args.epochs,
+    }
     ids = pick_test_ids(spec, store, args.n_test, args.models, args.ids_file)
 
     train, test = open_dataset("fashion-mnist", "train"), open_dataset("fashion-mnist", "test")
-    sub = ArrayDataset(train.images[:args.n_train], train.targets[:args.n_train], name="fashion-mnist-first")
+    sub = ArrayDataset(train.images[: args.n_train], train.targets[: args.n_train], name="fashion-mnist-first")
     t0 = time.perf_counter()
     kw = dict(backbone="small_cnn", checkpoint=args.ssl_checkpoint, dtype="float32", progress=False)
     e_tr = embed(sub, os.path.join(args.work, "emb_train"), **kw)
@@ -99,23 +115,47 @@ def main(argv=None) -> int:
     atts = rankings(e_tr, e_te, ids, args.k, att_s)
 
     t0 = time.perf_counter()
-    summary = evaluate(atts, spec, store, "removal", ids, args.work, k=args.k, n_models=args.models,
-                       budget=args.budget, n_workers=args.workers)
+    summary = evaluate(
+        atts,
+        spec,
+        store,
+        "removal",
+        ids,
+        args.work,
+        k=args.k,
+        n_models=args.models,
+        budget=args.budget,
+        n_workers=args.workers,
+    )
     eval_s = time.perf_counter() - t0
     os.replace(summary["plot"], args.result + ".png")
-    out = {"settings": {**vars(args), "trainer": spec, "rule": "flipped when <= 0.5 of M models are correct"},
-           "machine": machine(), "torch": torch.__version__, "test_ids": ids,
-           "seconds": {"embed": embed_s, "attribute": att_s, "evaluate_this_run": eval_s,
-                       "total_this_run": time.perf_counter() - t_start},
-           "rows_in_store": summary["rows_in_store"], "methods": summary["methods"],
-           "head_to_head": summary["head_to_head"], "supports": summary["supports"]}
+    out = {
+        "settings": {**vars(args), "trainer": spec, "rule": "flipped when <= 0.5 of M models are correct"},
+        "machine": machine(),
+        "torch": torch.__version__,
+        "test_ids": ids,
+        "seconds": {
+            "embed": embed_s,
+            "attribute": att_s,
+            "evaluate_this_run": eval_s,
+            "total_this_run": time.perf_counter() - t_start,
+        },
+        "rows_in_store": summary["rows_in_store"],
+        "methods": summary["methods"],
+        "head_to_head": summary["head_to_head"],
+        "supports": summary["supports"],
+    }
     with open(args.result + ".json", "w") as f:
         json.dump(out, f, indent=2)
     for name, m in summary["methods"].items():
-        print(f"{name:7s} flipped {m['flipped']:2d}/{m['n']} within k={args.k}, median {m['median']}, "
-              f"CDF area {m['cdf_area']:.3f}")
-    print(f"{summary['rows_in_store']} outcome rows in the store; this run {out['seconds']['total_this_run'] / 60:.1f} min; "
-          f"wrote {args.result}.json and .png")
+        print(
+            f"{name:7s} flipped {m['flipped']:2d}/{m['n']} within k={args.k}, median {m['median']}, "
+            f"CDF area {m['cdf_area']:.3f}"
+        )
+    print(
+        f"{summary['rows_in_store']} outcome rows in the store; this run {out['seconds']['total_this_run'] / 60:.1f} min; "
+        f"wrote {args.result}.json and .png"
+    )
     return 0
 
 

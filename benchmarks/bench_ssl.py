@@ -9,6 +9,7 @@ kNN: k=200 nearest training images by cosine similarity, votes weighted by exp(s
 raw pixels better. The training run checkpoints to
 --out and resumes there when started again (the time already spent counts toward --minutes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,10 @@ import time
 
 import torch
 
-from _common import machine, write_json
 from simattr_fast.datasets import ArrayDataset, open_dataset
 from simattr_fast.simclr import features, knn_accuracy, train_ssl
+
+from _common import machine, write_json
 
 
 def main(argv=None) -> int:
@@ -36,7 +38,7 @@ def main(argv=None) -> int:
 
     train, test = open_dataset("fashion-mnist", "train"), open_dataset("fashion-mnist", "test")
     if args.n_train < len(train):
-        train = ArrayDataset(train.images[:args.n_train], train.targets[:args.n_train], name="fashion-mnist-subset")
+        train = ArrayDataset(train.images[: args.n_train], train.targets[: args.n_train], name="fashion-mnist-subset")
     t0 = time.perf_counter()
     pix_tr, pix_te = train.images.reshape(len(train), -1), test.images.reshape(len(test), -1)
     raw = knn_accuracy(pix_tr, train.targets, pix_te, test.targets)
@@ -45,8 +47,16 @@ def main(argv=None) -> int:
     print(f"raw pixels: kNN accuracy {raw:.4f} (k=10: {raw10:.4f}) ({raw_s:.1f}s)")
 
     t0 = time.perf_counter()
-    last = train_ssl(train, args.out, backbone=args.backbone, epochs=args.epochs, batch_size=args.batch_size,
-                     time_limit=60 * args.minutes, device="cpu", progress=sys.stderr.isatty())
+    last = train_ssl(
+        train,
+        args.out,
+        backbone=args.backbone,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        time_limit=60 * args.minutes,
+        device="cpu",
+        progress=sys.stderr.isatty(),
+    )
     wall = time.perf_counter() - t0
     ckpt = torch.load(os.path.join(args.out, "checkpoint.pt"), weights_only=True)
     from simattr_fast.backbones import build_backbone
@@ -58,16 +68,32 @@ def main(argv=None) -> int:
     acc = knn_accuracy(f_tr, train.targets, f_te, test.targets)
     eval_s = time.perf_counter() - t0
     acc10 = knn_accuracy(f_tr, train.targets, f_te, test.targets, k=10)
-    print(f"SimCLR {args.backbone}: {last['epoch']} epochs in {last['seconds'] / 60:.1f} min of training, "
-          f"kNN accuracy {acc:.4f} (raw pixels {raw:.4f}); k=10: {acc10:.4f} (raw {raw10:.4f}); embedding + kNN {eval_s:.1f}s")
-    write_json(args.json, {
-        "machine": machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "settings": vars(args), "n_train": len(train), "n_test": len(test),
-        "knn": {"k": 200, "temperature": 0.1, "metric": "cosine"},
-        "raw_pixels": {"knn_accuracy": raw, "knn_accuracy_k10": raw10, "seconds": raw_s},
-        "simclr": {"knn_accuracy": acc, "knn_accuracy_k10": acc10, "epochs": last["epoch"], "train_seconds": last["seconds"],
-                   "final_loss": last["loss"], "wall_seconds_this_run": wall, "eval_seconds": eval_s},
-    })
+    print(
+        f"SimCLR {args.backbone}: {last['epoch']} epochs in {last['seconds'] / 60:.1f} min of training, "
+        f"kNN accuracy {acc:.4f} (raw pixels {raw:.4f}); k=10: {acc10:.4f} (raw {raw10:.4f}); embedding + kNN {eval_s:.1f}s"
+    )
+    write_json(
+        args.json,
+        {
+            "machine": machine(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "settings": vars(args),
+            "n_train": len(train),
+            "n_test": len(test),
+            "knn": {"k": 200, "temperature": 0.1, "metric": "cosine"},
+            "raw_pixels": {"knn_accuracy": raw, "knn_accuracy_k10": raw10, "seconds": raw_s},
+            "simclr": {
+                "knn_accuracy": acc,
+                "knn_accuracy_k10": acc10,
+                "epochs": last["epoch"],
+                "train_seconds": last["seconds"],
+                "final_loss": last["loss"],
+                "wall_seconds_this_run": wall,
+                "eval_seconds": eval_s,
+            },
+        },
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ Writes the key file once (reused on later runs when the size matches), then runs
 fresh subprocess so that its peak RSS (ru_maxrss) measures the search alone. The target is
 an RSS under 2 GB beyond the output (nq x k x 12 bytes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,12 +54,28 @@ def child(path, nq, k, block_mb):
     q = np.abs(rng.standard_normal((nq, keys.shape[1]), dtype=np.float32))
     base = vm_hwm()
     t = time.perf_counter()
-    s, i = sa.topk(q, keys, k, "cosine", device="cpu", progress=False,
-                   block_rows=int(block_mb * (1 << 20)) // (4 * keys.shape[1]))
+    s, i = sa.topk(
+        q,
+        keys,
+        k,
+        metric="cosine",
+        device="cpu",
+        progress=False,
+        block_rows=int(block_mb * (1 << 20)) // (4 * keys.shape[1]),
+    )
     dt = time.perf_counter() - t
     peak = vm_hwm()
-    print(json.dumps({"seconds": dt, "peak_rss": peak, "rss_before": base,
-                      "output_bytes": s.nbytes + i.nbytes, "first": int(i[0, 0])}))
+    print(
+        json.dumps(
+            {
+                "seconds": dt,
+                "peak_rss": peak,
+                "rss_before": base,
+                "output_bytes": s.nbytes + i.nbytes,
+                "first": int(i[0, 0]),
+            }
+        )
+    )
 
 
 def main(argv=None):
@@ -77,14 +94,34 @@ def main(argv=None):
     os.makedirs(os.path.dirname(a.path), exist_ok=True)
     t = time.perf_counter()
     make_keys(a.path, a.nk, a.d)
-    print(f"keys ready: {a.nk} x {a.d} float16 ({os.path.getsize(a.path) / 1e9:.1f} GB) in {time.perf_counter() - t:.0f}s")
-    r = subprocess.run([sys.executable, __file__, "--child", "--path", a.path, "--nq", str(a.nq), "--k", str(a.k),
-                        "--block-mb", str(a.block_mb)], capture_output=True, text=True, check=True)
+    print(
+        f"keys ready: {a.nk} x {a.d} float16 ({os.path.getsize(a.path) / 1e9:.1f} GB) in {time.perf_counter() - t:.0f}s"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--path",
+            a.path,
+            "--nq",
+            str(a.nq),
+            "--k",
+            str(a.k),
+            "--block-mb",
+            str(a.block_mb),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     res = json.loads(r.stdout.strip().splitlines()[-1])
     beyond = (res["peak_rss"] - res["output_bytes"]) / 1e9
-    print(f"streamed topk: {a.nq} queries x {a.nk} keys x d={a.d}, k={a.k}: {res['seconds']:.1f}s, "
-          f"peak RSS {res['peak_rss'] / 1e9:.2f} GB (output {res['output_bytes'] / 1e6:.0f} MB; "
-          f"{beyond:.2f} GB beyond it, incl. {res['rss_before'] / 1e9:.2f} GB of interpreter and libraries)")
+    print(
+        f"streamed topk: {a.nq} queries x {a.nk} keys x d={a.d}, k={a.k}: {res['seconds']:.1f}s, "
+        f"peak RSS {res['peak_rss'] / 1e9:.2f} GB (output {res['output_bytes'] / 1e6:.0f} MB; "
+        f"{beyond:.2f} GB beyond it, incl. {res['rss_before'] / 1e9:.2f} GB of interpreter and libraries)"
+    )
     from _common import machine, write_json
 
     write_json(a.out, {"args": {k: v for k, v in vars(a).items() if k != "child"}, "machine": machine(), **res})

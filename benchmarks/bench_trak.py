@@ -20,6 +20,7 @@ all training images, as it is meant to be used) through simattr_fast.evaluation,
 all of them on the same --subsets subset-trained models.
 Writes benchmarks/trak_comparison.{json,md,png}.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,13 @@ import numpy as np
 import psutil
 import torch
 
-import bench_removal
-from _common import machine
 from simattr_fast import Attribution, Attributor
 from simattr_fast.datasets import ArrayDataset, open_dataset
 from simattr_fast.embed import embed, load_embeddings
 from simattr_fast.evaluation import evaluate, trainer_from_spec
+
+import bench_removal
+from _common import machine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -83,18 +85,27 @@ def trak_scores(trainer, modules, test_ids, n_train, proj_dim, save_dir, batch_s
     from trak import TRAKer
 
     shutil.rmtree(save_dir, ignore_errors=True)
-    tk = TRAKer(model=modules[0], task="image_classification", train_set_size=n_train, save_dir=save_dir,
-                device="cpu", proj_dim=proj_dim, use_half_precision=False, logging_level=40)
+    tk = TRAKer(
+        model=modules[0],
+        task="image_classification",
+        train_set_size=n_train,
+        save_dir=save_dir,
+        device="cpu",
+        proj_dim=proj_dim,
+        use_half_precision=False,
+        logging_level=40,
+    )
     xs, ys = trainer.x_train[:n_train], torch.as_tensor(trainer.y_train[:n_train])
     for mid, m in enumerate(modules):
         tk.load_checkpoint(m.state_dict(), model_id=mid)
         for i in range(0, n_train, batch_size):
-            tk.featurize(batch=(xs[i:i + batch_size], ys[i:i + batch_size]), num_samples=len(ys[i:i + batch_size]))
+            tk.featurize(
+                batch=(xs[i : i + batch_size], ys[i : i + batch_size]), num_samples=len(ys[i : i + batch_size])
+            )
     tk.finalize_features()
     xt, yt = targets or (trainer.x_test[torch.as_tensor(test_ids)], torch.as_tensor(trainer.y_test[test_ids]))
     for mid, m in enumerate(modules):
-        tk.start_scoring_checkpoint(exp_name="bench", checkpoint=m.state_dict(), model_id=mid,
-                                    num_targets=len(yt))
+        tk.start_scoring_checkpoint(exp_name="bench", checkpoint=m.state_dict(), model_id=mid, num_targets=len(yt))
         tk.score(batch=(xt, yt), num_samples=len(yt))
     return np.asarray(tk.finalize_scores(exp_name="bench"), dtype=np.float32)
 
@@ -118,8 +129,12 @@ def main(argv=None) -> int:
     p.add_argument("--work", default=os.path.join(HERE, "out", "removal"), help="bench_removal's work folder")
     p.add_argument("--result", default=os.path.join(HERE, "trak_comparison"))
     p.add_argument("--ssl-minutes", type=float, default=25.0, help="SimCLR training time when it must be run")
-    p.add_argument("--quick", action="store_true", help="everything sized down (about 5 minutes), written under "
-                                                        "benchmarks/out/quick/ so the recorded figures stay")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="everything sized down (about 5 minutes), written under "
+        "benchmarks/out/quick/ so the recorded figures stay",
+    )
     args = p.parse_args(argv)
     if args.quick:
         q = os.path.join(HERE, "out", "quick")
@@ -134,19 +149,54 @@ def main(argv=None) -> int:
     if not os.path.exists(args.ssl_checkpoint):
         import bench_ssl
 
-        bench_ssl.main(["--minutes", str(args.ssl_minutes), "--out", os.path.dirname(args.ssl_checkpoint),
-                        "--json", os.path.join(os.path.dirname(args.ssl_checkpoint), "ssl.json")])
+        bench_ssl.main(
+            [
+                "--minutes",
+                str(args.ssl_minutes),
+                "--out",
+                os.path.dirname(args.ssl_checkpoint),
+                "--json",
+                os.path.join(os.path.dirname(args.ssl_checkpoint), "ssl.json"),
+            ]
+        )
     if not os.path.exists(os.path.join(args.work, "results.sqlite")) or not os.path.exists(args.ids_file):
-        bench_removal.main(["--n-train", str(args.n_train), "--n-test", str(n_test), "--k", str(args.k),
-                            "--models", str(args.models), "--budget", str(args.budget), "--epochs", str(args.epochs),
-                            "--workers", str(args.workers), "--ssl-checkpoint", args.ssl_checkpoint,
-                            "--work", args.work, "--ids-file", args.ids_file,
-                            "--result", os.path.join(os.path.dirname(args.result), "removal_fashion")
-                            if args.quick else os.path.join(HERE, "removal_fashion")])
+        bench_removal.main(
+            [
+                "--n-train",
+                str(args.n_train),
+                "--n-test",
+                str(n_test),
+                "--k",
+                str(args.k),
+                "--models",
+                str(args.models),
+                "--budget",
+                str(args.budget),
+                "--epochs",
+                str(args.epochs),
+                "--workers",
+                str(args.workers),
+                "--ssl-checkpoint",
+                args.ssl_checkpoint,
+                "--work",
+                args.work,
+                "--ids-file",
+                args.ids_file,
+                "--result",
+                os.path.join(os.path.dirname(args.result), "removal_fashion")
+                if args.quick
+                else os.path.join(HERE, "removal_fashion"),
+            ]
+        )
     with open(args.ids_file) as f:
         ids = json.load(f)["test_ids"]
-    spec = {"kind": "small_cnn", "dataset": "fashion-mnist", "root": None, "n_train": args.n_train,
-            "epochs": args.epochs}
+    spec = {
+        "kind": "small_cnn",
+        "dataset": "fashion-mnist",
+        "root": None,
+        "n_train": args.n_train,
+        "epochs": args.epochs,
+    }
     trainer = trainer_from_spec(spec)
     n = args.n_train
     tmp = os.path.join(HERE, "out", "trak_tmp")
@@ -162,12 +212,25 @@ def main(argv=None) -> int:
         with Stage(f"trak: featurize + score, {c} checkpoint(s)", cost, [d]):
             scores[c] = trak_scores(trainer, modules[:c], ids, n, args.proj_dim, d)
     # Diagnostics: TRAK works if training images find themselves; how class-consistent are its tops?
-    self_s = trak_scores(trainer, modules[:1], None, n, args.proj_dim, os.path.join(tmp, "trak_self"),
-                         targets=(trainer.x_train[:50], torch.as_tensor(trainer.y_train[:50])))
-    same = {f"trak_x{c}": float((trainer.y_train[np.argsort(-s, 0, kind="stable")[:args.k]]
-                                  == trainer.y_test[ids][None, :]).mean()) for c, s in scores.items()}
-    diagnostics = {"trak_x1_self_influence_top1": float((self_s.argmax(0) == np.arange(50)).mean()),
-                   f"same_class_fraction_of_top{args.k}": same}
+    self_s = trak_scores(
+        trainer,
+        modules[:1],
+        None,
+        n,
+        args.proj_dim,
+        os.path.join(tmp, "trak_self"),
+        targets=(trainer.x_train[:50], torch.as_tensor(trainer.y_train[:50])),
+    )
+    same = {
+        f"trak_x{c}": float(
+            (trainer.y_train[np.argsort(-s, 0, kind="stable")[: args.k]] == trainer.y_test[ids][None, :]).mean()
+        )
+        for c, s in scores.items()
+    }
+    diagnostics = {
+        "trak_x1_self_influence_top1": float((self_s.argmax(0) == np.arange(50)).mean()),
+        f"same_class_fraction_of_top{args.k}": same,
+    }
     print(f"  diagnostics: {diagnostics}")
     train, test = open_dataset("fashion-mnist", "train"), open_dataset("fashion-mnist", "test")
     sub = ArrayDataset(train.images[:n], train.targets[:n], name="fashion-mnist-first")
@@ -183,7 +246,10 @@ def main(argv=None) -> int:
             Attributor(method, k=args.k, progress=False).fit(e_tr).attribute(e_te, test_ids=ids).save(f)
 
     # Quality: rankings on bench_removal's embeddings (the same ones its store was filled with).
-    r_tr, r_te = load_embeddings(os.path.join(args.work, "emb_train")), load_embeddings(os.path.join(args.work, "emb_test"))
+    r_tr, r_te = (
+        load_embeddings(os.path.join(args.work, "emb_train")),
+        load_embeddings(os.path.join(args.work, "emb_test")),
+    )
     atts = bench_removal.rankings(r_tr, r_te, ids, args.k)
     for c, s in scores.items():
         atts[f"trak_x{c}"] = Attribution.from_scores(s, "train_test", test_ids=ids, method=f"trak_x{c}")
@@ -191,26 +257,54 @@ def main(argv=None) -> int:
     quality = {}
     if not args.skip_removal:
         print("removal support")
-        quality["removal"] = evaluate(atts, spec, store, "removal", ids, os.path.join(tmp, "eval"), k=args.k,
-                                      n_models=args.models, budget=args.budget, n_workers=args.workers)
+        quality["removal"] = evaluate(
+            atts,
+            spec,
+            store,
+            "removal",
+            ids,
+            os.path.join(tmp, "eval"),
+            k=args.k,
+            n_models=args.models,
+            budget=args.budget,
+            n_workers=args.workers,
+        )
         shutil.copy(quality["removal"]["plot"], args.result + ".png")
     if args.mislabel:
         print("mislabel support")
-        quality["mislabel"] = evaluate(atts, spec, store, "mislabel", ids, os.path.join(tmp, "eval"), k=args.k,
-                                       n_models=args.models, budget=args.budget, n_workers=args.workers)
+        quality["mislabel"] = evaluate(
+            atts,
+            spec,
+            store,
+            "mislabel",
+            ids,
+            os.path.join(tmp, "eval"),
+            k=args.k,
+            n_models=args.models,
+            budget=args.budget,
+            n_workers=args.workers,
+        )
         shutil.copy(quality["mislabel"]["plot"], args.result + "_mislabel.png")
     print("LDS")
-    quality["lds"] = evaluate(atts, spec, store, "lds", ids, os.path.join(tmp, "eval"), n_subsets=args.subsets,
-                              alpha=args.alpha)
+    quality["lds"] = evaluate(
+        atts, spec, store, "lds", ids, os.path.join(tmp, "eval"), n_subsets=args.subsets, alpha=args.alpha
+    )
     ssl_json = os.path.join(os.path.dirname(args.ssl_checkpoint), "ssl.json")
     ssl_json = ssl_json if os.path.exists(ssl_json) else os.path.join(HERE, "out", "ssl.json")
     ssl = json.load(open(ssl_json))["simclr"] if os.path.exists(ssl_json) else None
     import trak
 
-    out = {"settings": {**vars(args), "trainer": spec}, "machine": machine(), "torch": torch.__version__,
-           "traker": getattr(trak, "__version__", "?"), "test_ids": ids, "cost": cost, "ssl_training_once": ssl,
-           "diagnostics": diagnostics,
-           "quality": {m: {k: v for k, v in q.items() if k not in ("plot",)} for m, q in quality.items()}}
+    out = {
+        "settings": {**vars(args), "trainer": spec},
+        "machine": machine(),
+        "torch": torch.__version__,
+        "traker": getattr(trak, "__version__", "?"),
+        "test_ids": ids,
+        "cost": cost,
+        "ssl_training_once": ssl,
+        "diagnostics": diagnostics,
+        "quality": {m: {k: v for k, v in q.items() if k not in ("plot",)} for m, q in quality.items()},
+    }
     with open(args.result + ".json", "w") as f:
         json.dump(out, f, indent=2)
     write_table(out, args.result + ".md")
@@ -221,16 +315,24 @@ def main(argv=None) -> int:
 def write_table(out: dict, path: str) -> None:
     cost, q = out["cost"], out["quality"]
     lines = ["| stage | seconds | peak RSS (GB) | written (MB) |", "|---|---|---|---|"]
-    lines += [f"| {k} | {v['seconds']:.3g} | {v['peak_rss_gb']:.2f} | {v['bytes_written'] / 1e6:.3g} |"
-              for k, v in cost.items()]
-    lines += ["", "| ranking | removal: flipped within k | median | CDF area | mislabel: flipped within k | median "
-              "| CDF area | LDS (95% CI) |", "|---|---|---|---|---|---|---|---|"]
-    for m, l in q["lds"]["methods"].items():
+    lines += [
+        f"| {k} | {v['seconds']:.3g} | {v['peak_rss_gb']:.2f} | {v['bytes_written'] / 1e6:.3g} |"
+        for k, v in cost.items()
+    ]
+    lines += [
+        "",
+        "| ranking | removal: flipped within k | median | CDF area | mislabel: flipped within k | median "
+        "| CDF area | LDS (95% CI) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m, lds_m in q["lds"]["methods"].items():
         cells = []
         for metric in ("removal", "mislabel"):
             r = q.get(metric, {}).get("methods", {}).get(m)
             cells.append(f"{r['flipped']}/{r['n']} | {r['median']} | {r['cdf_area']:.3f}" if r else "— | — | —")
-        lines.append(f"| {m} | {' | '.join(cells)} | {l['lds']:.3f} ({l['ci95'][0]:.3f} .. {l['ci95'][1]:.3f}) |")
+        lines.append(
+            f"| {m} | {' | '.join(cells)} | {lds_m['lds']:.3f} ({lds_m['ci95'][0]:.3f} .. {lds_m['ci95'][1]:.3f}) |"
+        )
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -5,10 +5,12 @@ same data, so the group table shows the ratio.
 
 Small sizes (seconds in all); the figures in README.md come from the bench_*.py scripts.
 """
+
 import numpy as np
 import pytest
 
 import simattr_fast as sa
+
 from _common import embedding_like
 
 K, KL = embedding_like(2000, 5, 256, seed=0)
@@ -62,6 +64,7 @@ def test_esvm_sklearn_loop(benchmark):
     def run():
         for r in q:
             LinearSVC(C=0.1, class_weight="balanced", tol=1e-6, max_iter=10000).fit(
-                np.vstack([r[None], pool]), y).decision_function(pool)
+                np.vstack([r[None], pool]), y
+            ).decision_function(pool)
 
     benchmark.pedantic(run, rounds=1, iterations=1)

@@ -1,4 +1,5 @@
 """Readers for raw dataset files (no torch): IDX (MNIST family) and CIFAR python batches."""
+
 from __future__ import annotations
 
 import gzip

@@ -21,6 +21,7 @@ any of them is refused. Interop: :meth:`Attribution.to_topk_matrix` / :meth:`fro
 (the reference work's ``[n_test, k]`` int64 ``.npy``) and :meth:`from_scores` (dense score
 matrices, TRAK's ``[n_train, n_test]`` or ``[n_test, n_train]``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,9 @@ class Attribution:
         self.scores = np.asarray(self.scores, dtype=np.float32)
         self.test_ids = np.asarray(self.test_ids)
         if self.indices.ndim != 2 or not np.issubdtype(self.indices.dtype, np.integer):
-            raise ValueError(f"indices: expected a 2-D integer array [n_test, k], got {self.indices.ndim}-D "
-                             f"{self.indices.dtype}")
+            raise ValueError(
+                f"indices: expected a 2-D integer array [n_test, k], got {self.indices.ndim}-D {self.indices.dtype}"
+            )
         self.indices = self.indices.astype(np.int64, copy=False)
         if self.scores.shape != self.indices.shape:
             raise ValueError(f"scores: expected shape {self.indices.shape} like indices, got {self.scores.shape}")
@@ -90,8 +92,9 @@ class Attribution:
 
     def __repr__(self):
         p = self.params
-        return (f"Attribution(n_test={len(self)}, k={self.k}, method={p.get('method')!r}, "
-                f"condition={p.get('condition')!r})")
+        return (
+            f"Attribution(n_test={len(self)}, k={self.k}, method={p.get('method')!r}, condition={p.get('condition')!r})"
+        )
 
     def ranking(self, test_id: int) -> np.ndarray:
         """The ranked training indices of one test image (padding removed)."""
@@ -106,20 +109,26 @@ class Attribution:
         """Writes the versioned, checksummed ``.npz`` described in the module docstring."""
         arrays = {"indices": self.indices, "scores": self.scores, "test_ids": self.test_ids}
         arrays.update({n: getattr(self, n) for n in _OPTIONAL if getattr(self, n) is not None})
-        meta = {"format": FORMAT, "version": VERSION, "params": self.params, "provenance": self.provenance,
-                "checksums": {n: _checksum(a) for n, a in arrays.items()}}
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "params": self.params,
+            "provenance": self.provenance,
+            "checksums": {n: _checksum(a) for n, a in arrays.items()},
+        }
         with atomic_write(path, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
         return path
 
     @classmethod
-    def load(cls, path: str) -> "Attribution":
+    def load(cls, path: str) -> Attribution:
         """Reads a file written by :meth:`save`; refuses a corrupt, truncated or foreign one."""
         if not os.path.isfile(path):
             raise FileNotFoundError(f"attribution: no file at {path!r}")
         bad = f"attribution: {path!r} is corrupt or truncated"
         try:
-            with np.load(path, allow_pickle=False) as z:
+            # The file is opened here, not by np.load, so that it is closed on every error.
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 if "meta" not in z.files:
                     raise ValueError(f"attribution: {path!r} is not a simattr attribution file (no 'meta' entry)")
                 meta = json.loads(str(z["meta"]))
@@ -130,12 +139,21 @@ class Attribution:
             if str(exc).startswith("attribution:"):
                 raise
             raise ValueError(f"{bad} ({exc}); refusing to use it") from None
-        if meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"attribution: {path!r} is not a simattr attribution file")
         if meta.get("version") != VERSION:
-            raise ValueError(f"attribution: {path!r} has format version {meta.get('version')}, this "
-                             f"simattr_fast reads version {VERSION}")
-        sums = meta.get("checksums", {})
+            raise ValueError(
+                f"attribution: {path!r} has format version {meta.get('version')}, this "
+                f"simattr_fast reads version {VERSION}"
+            )
+        # The checksums cover the arrays, not the metadata: its types are checked here, and its
+        # values are treated as untrusted text wherever they are shown.
+        for key in ("params", "provenance", "checksums"):
+            if not isinstance(meta.get(key), dict):
+                raise ValueError(
+                    f"{bad}: metadata entry {key!r} must be a JSON object, got {type(meta.get(key)).__name__}"
+                )
+        sums = meta["checksums"]
         if set(sums) != set(arrays):
             raise ValueError(f"{bad}: arrays {sorted(arrays)} do not match the recorded {sorted(sums)}")
         for n, a in arrays.items():
@@ -152,20 +170,36 @@ class Attribution:
         return path
 
     @classmethod
-    def from_topk_matrix(cls, path_or_array, test_ids=None, method: str = "imported") -> "Attribution":
+    def from_topk_matrix(cls, path_or_array, test_ids=None, method: str = "imported") -> Attribution:
         """A ranking from a ``[n_test, k]`` integer matrix (a ``.npy`` path or an array); scores
         are unknown (NaN); ``test_ids`` default to 0..n_test-1."""
-        m = np.load(path_or_array, allow_pickle=False) if isinstance(path_or_array, (str, os.PathLike)) \
+        m = (
+            np.load(path_or_array, allow_pickle=False)
+            if isinstance(path_or_array, (str, os.PathLike))
             else np.asarray(path_or_array)
+        )
         if m.ndim != 2 or not np.issubdtype(m.dtype, np.integer):
             raise ValueError(f"topk matrix: expected a 2-D integer array [n_test, k], got {m.ndim}-D {m.dtype}")
         ids = np.arange(len(m)) if test_ids is None else test_ids
-        return cls(m, np.full(m.shape, np.nan, np.float32), ids,
-                   params={"method": method, "k": int(m.shape[1]), "higher_is_better": True, "source": "topk matrix"})
+        return cls(
+            m,
+            np.full(m.shape, np.nan, np.float32),
+            ids,
+            params={"method": method, "k": int(m.shape[1]), "higher_is_better": True, "source": "topk matrix"},
+        )
 
     @classmethod
-    def from_scores(cls, scores, layout: str, k: int | None = None, train_labels=None, test_labels=None,
-                    test_ids=None, method: str = "imported", block: int = 256) -> "Attribution":
+    def from_scores(
+        cls,
+        scores,
+        layout: str,
+        k: int | None = None,
+        train_labels=None,
+        test_labels=None,
+        test_ids=None,
+        method: str = "imported",
+        block: int = 256,
+    ) -> Attribution:
         """Rankings from a dense score matrix (higher = more important): ``layout="train_test"``
         for ``[n_train, n_test]`` (TRAK's), ``"test_train"`` for ``[n_test, n_train]``. With
         ``train_labels`` and ``test_labels`` each test image ranks only its class. Ties go to the
@@ -184,8 +218,10 @@ class Attribution:
         if conditioned:
             train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
             if train_labels.shape != (n_train,) or test_labels.shape != (n_test,):
-                raise ValueError(f"train_labels/test_labels: expected shapes ({n_train},) and ({n_test},), "
-                                 f"got {train_labels.shape} and {test_labels.shape}")
+                raise ValueError(
+                    f"train_labels/test_labels: expected shapes ({n_train},) and ({n_test},), "
+                    f"got {train_labels.shape} and {test_labels.shape}"
+                )
         idx = np.full((n_test, k), -1, np.int64)
         val = np.full((n_test, k), np.nan, np.float32)
         for j0 in range(0, n_test, block):
@@ -202,6 +238,16 @@ class Attribution:
             idx[j0:j1] = np.where(keep, order, -1)
             val[j0:j1] = np.where(keep, top, np.nan)
         ids = np.arange(n_test) if test_ids is None else test_ids
-        return cls(idx, val, ids, test_labels=test_labels if conditioned else None,
-                   params={"method": method, "k": int(k), "higher_is_better": True, "source": f"scores ({layout})",
-                           "condition": "true" if conditioned else "none"})
+        return cls(
+            idx,
+            val,
+            ids,
+            test_labels=test_labels if conditioned else None,
+            params={
+                "method": method,
+                "k": int(k),
+                "higher_is_better": True,
+                "source": f"scores ({layout})",
+                "condition": "true" if conditioned else "none",
+            },
+        )

@@ -9,6 +9,7 @@ Embeddings may be arrays ``[n, d]`` (float32/float16; NumPy, memmap, torch) or
 labels and metadata are then used). Memmapped training embeddings are streamed by the kernels,
 never loaded whole (except by ``esvm`` with ``condition="none"``, whose pool must fit in RAM).
 """
+
 from __future__ import annotations
 
 import time
@@ -26,9 +27,16 @@ def _features(x, name: str):
     """(features, labels or None, provenance dict) from an array or an Embeddings folder."""
     if isinstance(x, Embeddings):
         m = x.meta
-        prov = {"path": x.path, "backbone": m.get("backbone"), "checkpoint_sha256": (m.get("checkpoint") or {}).get(
-            "sha256"), "dataset": m.get("dataset"), "dataset_fingerprint": m.get("dataset_fingerprint"),
-            "count": m.get("count"), "dim": m.get("dim"), "dtype": m.get("dtype")}
+        prov = {
+            "path": x.path,
+            "backbone": m.get("backbone"),
+            "checkpoint_sha256": (m.get("checkpoint") or {}).get("sha256"),
+            "dataset": m.get("dataset"),
+            "dataset_fingerprint": m.get("dataset_fingerprint"),
+            "count": m.get("count"),
+            "dim": m.get("dim"),
+            "dtype": m.get("dtype"),
+        }
         return x.features, x.labels, prov
     if hasattr(x, "detach") or hasattr(x, "__cuda_array_interface__"):
         return x, None, {"array": type(x).__name__}
@@ -58,8 +66,20 @@ class Attributor:
     n_threads : CPU threads (default: all). progress : show progress bars on long runs.
     """
 
-    def __init__(self, method="esvm", k=1280, condition="true", device="auto", C=0.1, loss="squared_hinge",
-                 intercept_scaling=1.0, tol=1e-6, max_iter=10000, n_threads=None, progress=None):
+    def __init__(
+        self,
+        method="esvm",
+        k=1280,
+        condition="true",
+        device="auto",
+        C=0.1,
+        loss="squared_hinge",
+        intercept_scaling=1.0,
+        tol=1e-6,
+        max_iter=10000,
+        n_threads=None,
+        progress=None,
+    ):
         self.method, self.k, self.condition, self.device = method, k, condition, device
         self.C, self.loss, self.intercept_scaling, self.tol, self.max_iter = C, loss, intercept_scaling, tol, max_iter
         self.n_threads, self.progress = n_threads, progress
@@ -73,7 +93,7 @@ class Attributor:
             raise ValueError(f"condition: expected one of {CONDITIONS}, got {self.condition!r}")
         check_k(self.k)
 
-    def fit(self, train_embeddings, train_labels=None) -> "Attributor":
+    def fit(self, train_embeddings, train_labels=None) -> Attributor:
         """Stores the training embeddings ``[n_train, d]`` and labels ``[n_train]`` (labels
         are needed unless ``condition="none"``; an Embeddings folder brings its own)."""
         self._check_params()
@@ -86,12 +106,15 @@ class Attributor:
         if labels is not None:
             labels = np.asarray(labels)
             if labels.shape != (n,):
-                raise ValueError(f"train_labels: expected one label per training embedding ({n}), got shape "
-                                 f"{labels.shape}")
+                raise ValueError(
+                    f"train_labels: expected one label per training embedding ({n}), got shape {labels.shape}"
+                )
             labels = labels.astype(np.int64)
         elif self.condition != "none":
-            raise ValueError(f"train_labels: condition={self.condition!r} needs the training labels; pass them "
-                             "or use condition='none'")
+            raise ValueError(
+                f"train_labels: condition={self.condition!r} needs the training labels; pass them "
+                "or use condition='none'"
+            )
         self.train_embeddings_, self.train_labels_, self.train_provenance_ = x, labels, prov
         self.n_train_, self.dim_ = int(n), int(x.shape[1])
         return self
@@ -107,8 +130,10 @@ class Attributor:
             labels = np.asarray(test_labels)
         nq = q.shape[0]
         if q.shape[1] != self.dim_:
-            raise ValueError(f"test_embeddings: expected dimension {self.dim_} like the training embeddings, got "
-                             f"{q.shape[1]}; embed both with the same backbone")
+            raise ValueError(
+                f"test_embeddings: expected dimension {self.dim_} like the training embeddings, got "
+                f"{q.shape[1]}; embed both with the same backbone"
+            )
         for name, v in (("test_labels", labels), ("predicted_labels", predicted_labels)):
             if v is not None and np.asarray(v).shape != (nq,):
                 raise ValueError(f"{name}: expected one label per test embedding ({nq}), got shape {np.shape(v)}")
@@ -122,23 +147,53 @@ class Attributor:
         seconds = time.perf_counter() - t0
         import simattr_fast
 
-        params = {"method": self.method, "k": int(self.k), "condition": self.condition,
-                  "higher_is_better": self.method != "l2", "device": self.device, "seconds": seconds}
+        params = {
+            "method": self.method,
+            "k": int(self.k),
+            "condition": self.condition,
+            "higher_is_better": self.method != "l2",
+            "device": self.device,
+            "seconds": seconds,
+        }
         if self.method == "esvm":
-            params.update(C=self.C, loss=self.loss, intercept_scaling=self.intercept_scaling, tol=self.tol,
-                          max_iter=self.max_iter)
-        provenance = {"train": self.train_provenance_, "test": prov, "simattr_fast": simattr_fast.__version__,
-                      "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            params.update(
+                C=self.C, loss=self.loss, intercept_scaling=self.intercept_scaling, tol=self.tol, max_iter=self.max_iter
+            )
+        provenance = {
+            "train": self.train_provenance_,
+            "test": prov,
+            "simattr_fast": simattr_fast.__version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         ids = np.arange(nq) if test_ids is None else test_ids
-        return Attribution(idx, scores, ids, params=params, provenance=provenance,
-                           test_labels=None if labels is None else np.asarray(labels),
-                           predicted_labels=predicted_labels)
+        return Attribution(
+            idx,
+            scores,
+            ids,
+            params=params,
+            provenance=provenance,
+            test_labels=None if labels is None else np.asarray(labels),
+            predicted_labels=predicted_labels,
+        )
 
     def _run(self, q, pool, key_labels):
         from . import esvm_topk, topk
 
         common = dict(device=self.device, n_threads=self.n_threads, progress=self.progress)
         if self.method == "esvm":
-            return esvm_topk(q, self.train_embeddings_, self.k, pool, key_labels, C=self.C, loss=self.loss,
-                             intercept_scaling=self.intercept_scaling, tol=self.tol, max_iter=self.max_iter, **common)
-        return topk(q, self.train_embeddings_, self.k, self.method, pool, key_labels, **common)
+            return esvm_topk(
+                q,
+                self.train_embeddings_,
+                self.k,
+                query_labels=pool,
+                key_labels=key_labels,
+                C=self.C,
+                loss=self.loss,
+                intercept_scaling=self.intercept_scaling,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                **common,
+            )
+        return topk(
+            q, self.train_embeddings_, self.k, metric=self.method, query_labels=pool, key_labels=key_labels, **common
+        )

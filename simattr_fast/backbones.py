@@ -12,6 +12,7 @@
 Every backbone is wrapped as ``Sequential(Preprocess, net)`` with the classifier head replaced by
 the identity, so the output is the pooled feature. Weights are never downloaded.
 """
+
 from __future__ import annotations
 
 import torch
@@ -38,13 +39,18 @@ class Preprocess(nn.Module):
         if x.shape[1] == 1 and self.mean.shape[1] == 3:
             x = x.expand(-1, 3, -1, -1)
         if self.resize is not None and x.shape[-2:] != (self.resize, self.resize):
-            x = nn.functional.interpolate(x, size=(self.resize, self.resize), mode="bilinear",
-                                          align_corners=False, antialias=True)
+            x = nn.functional.interpolate(
+                x, size=(self.resize, self.resize), mode="bilinear", align_corners=False, antialias=True
+            )
         return (x - self.mean) / self.std
 
     def describe(self) -> dict:
-        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist(), "resize": self.resize,
-                "channels": int(self.mean.shape[1])}
+        return {
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+            "resize": self.resize,
+            "channels": int(self.mean.shape[1]),
+        }
 
 
 def _conv_bn(cin, cout, stride):

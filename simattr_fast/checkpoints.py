@@ -23,6 +23,7 @@ suffixes against the backbone's own keys; projection/prediction heads (``fc``, `
 weight the checkpoint lacks, and any shape that differs is an error listing the keys: a
 checkpoint never silently leaves a randomly initialised model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,30 @@ import torch
 from torch import nn
 
 # Where training scripts nest the weights; searched in this order (DINO: teacher first).
-_NESTS = ("teacher", "state_dict", "model", "online_backbone", "online_network", "backbone", "encoder",
-          "net", "network", "student")
-_HEADS = ("fc.", "head.", "heads.", "projector.", "projection.", "projection_head.", "predictor.",
-          "prediction_head.", "classifier.", "mlp.")
+_NESTS = (
+    "teacher",
+    "state_dict",
+    "model",
+    "online_backbone",
+    "online_network",
+    "backbone",
+    "encoder",
+    "net",
+    "network",
+    "student",
+)
+_HEADS = (
+    "fc.",
+    "head.",
+    "heads.",
+    "projector.",
+    "projection.",
+    "projection_head.",
+    "predictor.",
+    "prediction_head.",
+    "classifier.",
+    "mlp.",
+)
 # Between two encoders with the same keys (MoCo's query/key, BYOL's online/target), keep these.
 _PREFER = ("encoder_q", "base_encoder", "online", "teacher")
 _AVOID = ("encoder_k", "momentum", "target", "student", "ema")
@@ -137,23 +158,39 @@ def load_checkpoint(model: nn.Module, path: str) -> dict:
     wanted = {k for k in own if not k.endswith("num_batches_tracked")}
     prefix, matched = _choose_prefix(state.keys(), wanted)
     if matched == 0:
-        raise CheckpointError(f"checkpoint: no key of {path!r} fits the backbone {type(net).__name__} "
-                              f"(checkpoint keys start {_short(list(state))}, backbone keys start {_short(sorted(wanted))})")
-    picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        raise CheckpointError(
+            f"checkpoint: no key of {path!r} fits the backbone {type(net).__name__} "
+            f"(checkpoint keys start {_short(list(state))}, backbone keys start {_short(sorted(wanted))})"
+        )
+    picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     heads = sorted(k for k in picked if k not in own and k.startswith(_HEADS))
     unexpected = sorted(k for k in picked if k not in own and k not in heads)
     missing = sorted(k for k in wanted if k not in picked)
-    shapes = sorted(f"{k} {tuple(picked[k].shape)} vs {tuple(own[k].shape)}" for k in wanted & picked.keys()
-                    if picked[k].shape != own[k].shape)
+    shapes = sorted(
+        f"{k} {tuple(picked[k].shape)} vs {tuple(own[k].shape)}"
+        for k in wanted & picked.keys()
+        if picked[k].shape != own[k].shape
+    )
     if missing or unexpected or shapes:
-        parts = [f"{name} ({len(ks)}): {_short(ks)}" for name, ks in
-                 (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)) if ks]
-        raise CheckpointError(f"checkpoint: {path!r} does not fit the backbone {type(net).__name__} "
-                              f"(prefix {prefix!r}); " + "; ".join(parts))
+        parts = [
+            f"{name} ({len(ks)}): {_short(ks)}"
+            for name, ks in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
+            if ks
+        ]
+        raise CheckpointError(
+            f"checkpoint: {path!r} does not fit the backbone {type(net).__name__} "
+            f"(prefix {prefix!r}); " + "; ".join(parts)
+        )
     load = {k: v for k, v in picked.items() if k in own}
     net.load_state_dict(load, strict=False)  # only num_batches_tracked may be absent (old checkpoints)
-    return {"path": os.path.abspath(path), "sha256": file_sha256(path), "nest": nest, "prefix": prefix,
-            "loaded": len(load), "dropped_head": heads}
+    return {
+        "path": os.path.abspath(path),
+        "sha256": file_sha256(path),
+        "nest": nest,
+        "prefix": prefix,
+        "loaded": len(load),
+        "dropped_head": heads,
+    }
 
 
 def _short(keys, n: int = 6) -> str:

@@ -13,6 +13,7 @@ is, for metadata) and ``fingerprint()`` (a SHA-256 that changes when the data ch
 
 :func:`open_dataset` resolves a name or a path to one of these.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,12 +23,22 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._readers import (FASHION_MNIST_DIR, load_cifar, load_fashion_mnist,  # noqa: F401 (re-exported)
-                       load_idx_split, read_idx)
+from ._readers import FASHION_MNIST_DIR, load_cifar, load_fashion_mnist, load_idx_split, read_idx  # noqa: F401 (re-exported)
+
 NAMES = ("fashion-mnist", "mnist", "cifar10", "cifar100", "digits")
 CLASS_NAMES = {
-    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle boot"],
+    "fashion-mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
 
@@ -65,9 +76,15 @@ class ArrayDataset(Dataset):
 
     def describe(self) -> dict:
         n, h, w, c = self.images.shape
-        return {"name": self.name, "source": self.source, "count": int(n), "image_shape": [int(c), int(h), int(w)],
-                "classes": int(self.targets.max()) + 1 if n else 0, "spec": getattr(self, "spec", None),
-                "class_names": CLASS_NAMES.get(self.name)}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "count": int(n),
+            "image_shape": [int(c), int(h), int(w)],
+            "classes": int(self.targets.max()) + 1 if n else 0,
+            "spec": getattr(self, "spec", None),
+            "class_names": CLASS_NAMES.get(self.name),
+        }
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -151,20 +168,25 @@ class FolderDataset(Dataset):
         return self.folder[i]
 
     def describe(self) -> dict:
-        return {"name": "imagefolder", "source": self.root, "count": len(self), "image_size": self.image_size,
-                "classes": len(self.folder.classes), "class_names": list(self.folder.classes),
-                "spec": getattr(self, "spec", None)}
+        return {
+            "name": "imagefolder",
+            "source": self.root,
+            "count": len(self),
+            "image_size": self.image_size,
+            "classes": len(self.folder.classes),
+            "class_names": list(self.folder.classes),
+            "spec": getattr(self, "spec", None),
+        }
 
     def fingerprint(self) -> str:
         # Paths, sizes and labels: cheap on ImageNet-sized trees, and changes when files change.
         h = hashlib.sha256()
-        for (path, label) in self.folder.samples:
+        for path, label in self.folder.samples:
             h.update(f"{os.path.relpath(path, self.root)}\0{os.path.getsize(path)}\0{label}\n".encode())
         return h.hexdigest()
 
 
-def open_dataset(name_or_path: str, split: str = "train", root: str | None = None,
-                 image_size: int | None = None):
+def open_dataset(name_or_path: str, split: str = "train", root: str | None = None, image_size: int | None = None):
     """A dataset by name (``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``digits``;
     ``root`` says where its files are, Fashion-MNIST defaults to Debian's location) or by path:
     a folder of IDX files, of CIFAR batches, an ImageFolder tree (its ``split`` subfolder when
@@ -174,8 +196,12 @@ def open_dataset(name_or_path: str, split: str = "train", root: str | None = Non
     ds = _open(name_or_path, split, root, image_size)
     absolute = lambda p: p and (os.path.abspath(p) if os.path.exists(p) else p)  # noqa: E731
     named = name_or_path.lower() in NAMES
-    ds.spec = {"dataset": name_or_path if named else absolute(name_or_path), "split": split,
-               "root": absolute(root), "image_size": image_size}
+    ds.spec = {
+        "dataset": name_or_path if named else absolute(name_or_path),
+        "split": split,
+        "root": absolute(root),
+        "image_size": image_size,
+    }
     return ds
 
 

@@ -13,6 +13,7 @@ is replaced (atomically), so a run killed at any point restarts from its last fi
 batches keep the same boundaries and the model runs in eval mode, so the resumed array is
 identical to an uninterrupted run's.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,11 @@ def load_embeddings(path: str, mmap: bool = True) -> Embeddings:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"embeddings: no embedding folder at {path!r}")
     if not os.path.exists(meta_path):
-        hint = " (a run was interrupted: run embed again to resume it)" if os.path.exists(
-            os.path.join(path, "progress.json")) else ""
+        hint = (
+            " (a run was interrupted: run embed again to resume it)"
+            if os.path.exists(os.path.join(path, "progress.json"))
+            else ""
+        )
         raise ValueError(f"embeddings: {path!r} is not a finished embedding folder, meta.json is missing{hint}")
     try:
         with open(meta_path, encoding="utf-8") as f:
@@ -65,14 +69,21 @@ def load_embeddings(path: str, mmap: bool = True) -> Embeddings:
         raise ValueError(f"embeddings: {meta_path!r} is not simattr embedding metadata")
     for key, kind in (("count", int), ("dim", int), ("dtype", str)):
         if isinstance(meta.get(key), bool) or not isinstance(meta.get(key), kind):
-            raise ValueError(f"embeddings: {meta_path!r} is damaged: {key!r} must be {kind.__name__}, "
-                             f"got {type(meta.get(key)).__name__}")
+            raise ValueError(
+                f"embeddings: {meta_path!r} is damaged: {key!r} must be {kind.__name__}, "
+                f"got {type(meta.get(key)).__name__}"
+            )
     features = np.load(os.path.join(path, "embeddings.npy"), mmap_mode="r" if mmap else None)
     labels = np.load(os.path.join(path, "labels.npy"))
-    if features.shape != (meta["count"], meta["dim"]) or str(features.dtype) != meta["dtype"] \
-            or labels.shape != (meta["count"],):
-        raise ValueError(f"embeddings: {path!r} is inconsistent: meta.json says {meta['count']} x {meta['dim']} "
-                         f"{meta['dtype']}, files hold {features.shape} {features.dtype} and {labels.shape[0]} labels")
+    if (
+        features.shape != (meta["count"], meta["dim"])
+        or str(features.dtype) != meta["dtype"]
+        or labels.shape != (meta["count"],)
+    ):
+        raise ValueError(
+            f"embeddings: {path!r} is inconsistent: meta.json says {meta['count']} x {meta['dim']} "
+            f"{meta['dtype']}, files hold {features.shape} {features.dtype} and {labels.shape[0]} labels"
+        )
     return Embeddings(features, labels, meta, os.path.abspath(path))
 
 
@@ -106,14 +117,25 @@ def _forward(model, images, dev):
     with torch.inference_mode():
         out = model(images.to(dev, non_blocking=True))
     if out.ndim != 2 or out.shape[0] != images.shape[0]:
-        raise ValueError(f"backbone: expected features [batch, d], got shape {tuple(out.shape)}; "
-                         "a custom backbone must pool and flatten its output")
+        raise ValueError(
+            f"backbone: expected features [batch, d], got shape {tuple(out.shape)}; "
+            "a custom backbone must pool and flatten its output"
+        )
     return out.float().cpu().numpy()
 
 
-def embed(dataset, out: str, backbone="resnet18", checkpoint: str | None = None, batch_size: int = 256,
-          device: str = "auto", dtype: str = "float16", preprocess: dict | None = None,
-          num_workers: int = 0, progress: bool = True) -> Embeddings:
+def embed(
+    dataset,
+    out: str,
+    backbone="resnet18",
+    checkpoint: str | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    dtype: str = "float16",
+    preprocess: dict | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Embeddings:
     """Embeds every image of a dataset into a resumable folder.
 
     Parameters
@@ -156,24 +178,47 @@ def embed(dataset, out: str, backbone="resnet18", checkpoint: str | None = None,
     dev = resolve_torch_device(device)
     model, ckpt = _load_model(backbone, preprocess, checkpoint, dev)
     n = len(dataset)
-    settings = {"backbone": backbone_name(backbone), "checkpoint_sha256": ckpt and ckpt["sha256"],
-                "weights_sha256": weights_sha256(model),
-                "preprocess": model[0].describe(), "dataset_fingerprint": dataset.fingerprint()
-                if hasattr(dataset, "fingerprint") else None, "count": n, "batch_size": batch_size, "dtype": dtype}
+    settings = {
+        "backbone": backbone_name(backbone),
+        "checkpoint_sha256": ckpt and ckpt["sha256"],
+        "weights_sha256": weights_sha256(model),
+        "preprocess": model[0].describe(),
+        "dataset_fingerprint": dataset.fingerprint() if hasattr(dataset, "fingerprint") else None,
+        "count": n,
+        "batch_size": batch_size,
+        "dtype": dtype,
+    }
     os.makedirs(out, exist_ok=True)
     if os.path.exists(os.path.join(out, "meta.json")):
         return _finished(out, settings)
     start = _resume_point(out, settings, n)
     t0 = time.perf_counter()
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(start, n)), batch_size=batch_size,
-                                         shuffle=False, num_workers=num_workers, pin_memory=dev.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, range(start, n)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=dev.type == "cuda",
+    )
     dim = _run_batches(model, loader, dev, out, settings, start, n, dtype, progress)
-    meta = {"format": FORMAT, "version": VERSION, "count": n, "dim": int(dim), "dtype": dtype,
-            "backbone": settings["backbone"], "checkpoint": ckpt, "preprocess": settings["preprocess"],
-            "dataset": dataset.describe() if hasattr(dataset, "describe") else {"name": type(dataset).__name__},
-            "dataset_fingerprint": settings["dataset_fingerprint"], "settings": settings, "device": str(dev),
-            "seconds_last_run": time.perf_counter() - t0, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "simattr_fast": _package_version(), "torch": torch.__version__}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "count": n,
+        "dim": int(dim),
+        "dtype": dtype,
+        "backbone": settings["backbone"],
+        "checkpoint": ckpt,
+        "preprocess": settings["preprocess"],
+        "dataset": dataset.describe() if hasattr(dataset, "describe") else {"name": type(dataset).__name__},
+        "dataset_fingerprint": settings["dataset_fingerprint"],
+        "settings": settings,
+        "device": str(dev),
+        "seconds_last_run": time.perf_counter() - t0,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "simattr_fast": _package_version(),
+        "torch": torch.__version__,
+    }
     return _finish(out, meta)
 
 
@@ -185,8 +230,10 @@ def _check_embed_args(dataset, backbone, checkpoint, batch_size, dtype) -> None:
     if len(dataset) == 0:
         raise ValueError("dataset: it is empty")
     if isinstance(backbone, str) and not checkpoint:
-        raise ValueError(f"checkpoint: backbone {backbone!r} has only random weights without one; pass a "
-                         "checkpoint (simattr train-ssl makes one) or an nn.Module you initialised")
+        raise ValueError(
+            f"checkpoint: backbone {backbone!r} has only random weights without one; pass a "
+            "checkpoint (simattr train-ssl makes one) or an nn.Module you initialised"
+        )
 
 
 def _load_model(backbone, preprocess, checkpoint, dev):
@@ -203,8 +250,10 @@ def _finished(out: str, settings: dict) -> Embeddings:
     """The finished folder when it was made with the same settings, else an error."""
     done = load_embeddings(out)
     if {k: done.meta["settings"].get(k) for k in settings} != settings:
-        raise ValueError(f"out: {out!r} already holds finished embeddings of different settings; "
-                         "choose another output folder or delete it")
+        raise ValueError(
+            f"out: {out!r} already holds finished embeddings of different settings; "
+            "choose another output folder or delete it"
+        )
     return done
 
 
@@ -218,12 +267,16 @@ def _resume_point(out: str, settings: dict, n: int) -> int:
     if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
         raise ValueError(f"out: {prog_path!r} is not a simattr progress file; delete the folder to start again")
     if state["settings"] != settings:
-        raise ValueError(f"out: {out!r} holds an interrupted run with different settings "
-                         f"({_diff(state['settings'], settings)}); choose another output folder or delete it")
+        raise ValueError(
+            f"out: {out!r} holds an interrupted run with different settings "
+            f"({_diff(state['settings'], settings)}); choose another output folder or delete it"
+        )
     done = state.get("rows_done")
     if isinstance(done, bool) or not isinstance(done, int) or not 0 <= done <= n:
-        raise ValueError(f"out: {prog_path!r} says {done!r} rows are done, but the dataset has {n}; "
-                         "the folder is damaged: delete it to start again")
+        raise ValueError(
+            f"out: {prog_path!r} says {done!r} rows are done, but the dataset has {n}; "
+            "the folder is damaged: delete it to start again"
+        )
     return done
 
 
@@ -238,10 +291,12 @@ def _run_batches(model, loader, dev, out, settings, start, n, dtype, progress) -
         if feats is None:
             feats, labs = _open_partials(feat_part, lab_part, start, n, x.shape[1], dtype)
         if not np.isfinite(x).all() or (dtype == "float16" and np.abs(x).max() > 65504):
-            raise ValueError(f"backbone: non-finite or float16-overflowing features in rows {start}..{start + len(x) - 1}"
-                             "; check the checkpoint, or use dtype='float32'")
-        feats[start:start + len(x)] = x
-        labs[start:start + len(x)] = labels.numpy()
+            raise ValueError(
+                f"backbone: non-finite or float16-overflowing features in rows {start}..{start + len(x) - 1}"
+                "; check the checkpoint, or use dtype='float32'"
+            )
+        feats[start : start + len(x)] = x
+        labs[start : start + len(x)] = labels.numpy()
         feats.flush()
         labs.flush()
         start += len(x)
@@ -273,8 +328,10 @@ def _open_partials(feat_part, lab_part, start, n, dim, dtype):
     from numpy.lib.format import open_memmap
 
     if start == 0 and dim is not None:
-        return (open_memmap(feat_part, mode="w+", dtype=dtype, shape=(n, dim)),
-                open_memmap(lab_part, mode="w+", dtype=np.int64, shape=(n,)))
+        return (
+            open_memmap(feat_part, mode="w+", dtype=dtype, shape=(n, dim)),
+            open_memmap(lab_part, mode="w+", dtype=np.int64, shape=(n,)),
+        )
     feats, labs = open_memmap(feat_part, mode="r+"), open_memmap(lab_part, mode="r+")
     if feats.shape[0] != n or (dim is not None and feats.shape[1] != dim):
         raise ValueError(f"out: the interrupted run's array has shape {feats.shape}, expected ({n}, {dim})")

@@ -4,6 +4,7 @@ no scripts or styles fetched from anywhere, so it opens offline and can be maile
 For each chosen test image: the image, its label (and the prediction when known), and its top-N
 training images with index, label and score; an index across the test images at the top.
 """
+
 from __future__ import annotations
 
 import base64
@@ -55,8 +56,17 @@ def _label(names, y) -> str:
     return f"{int(y)} {names[y]}" if names and y < len(names) else str(int(y))
 
 
-def render_report(attribution: Attribution, train_data, test_data, out: str, rows=None, top: int = 10,
-                  class_names=None, title: str = "simattr attribution report", size: int = 72) -> str:
+def render_report(
+    attribution: Attribution,
+    train_data,
+    test_data,
+    out: str,
+    rows=None,
+    top: int = 10,
+    class_names=None,
+    title: str = "simattr attribution report",
+    size: int = 72,
+) -> str:
     """Writes the report to ``out`` and returns its path. ``train_data``/``test_data`` are the
     datasets the embeddings came from (``(image, label)`` items, indexed by global index and by
     ``attribution.test_ids``); ``rows`` are the attribution rows to show (default: the first 50)."""
@@ -68,40 +78,49 @@ def render_report(attribution: Attribution, train_data, test_data, out: str, row
         raise ValueError(f"rows: expected row numbers in [0, {len(attribution)}), got {bad[:5]}")
     n_train, n_test = len(train_data), len(test_data)
     if attribution.indices.max(initial=-1) >= n_train:
-        raise ValueError(f"train_data: the attribution ranks training index {attribution.indices.max()}, but the "
-                         f"training dataset has {n_train} images; pass the dataset the embeddings came from")
+        raise ValueError(
+            f"train_data: the attribution ranks training index {attribution.indices.max()}, but the "
+            f"training dataset has {n_train} images; pass the dataset the embeddings came from"
+        )
     if attribution.test_ids.max(initial=-1) >= n_test:
-        raise ValueError(f"test_data: the attribution has test id {attribution.test_ids.max()}, but the test "
-                         f"dataset has {n_test} images; pass the dataset the embeddings came from")
+        raise ValueError(
+            f"test_data: the attribution has test id {attribution.test_ids.max()}, but the test "
+            f"dataset has {n_test} images; pass the dataset the embeddings came from"
+        )
     p, e = attribution.params, html.escape
     n_ranked = (attribution.provenance.get("train") or {}).get("count") or n_train  # the attributed pool
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
-             f"<p class='meta'>method <b>{e(str(p.get('method')))}</b>, k={p.get('k')}, pool: "
-             f"{e(str(p.get('condition')))} label; {len(attribution)} test images ({len(rows)} shown), "
-             f"{n_ranked} training images. {_provenance(attribution)}</p><nav class='index'>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
+        f"<p class='meta'>method <b>{e(str(p.get('method')))}</b>, k={p.get('k')}, pool: "
+        f"{e(str(p.get('condition')))} label; {len(attribution)} test images ({len(rows)} shown), "
+        f"{n_ranked} training images. {_provenance(attribution)}</p><nav class='index'>",
+    ]
     sections = []
     for r in rows:
         tid = int(attribution.test_ids[r])
         img, y = test_data[tid]
         pred = None if attribution.predicted_labels is None else int(attribution.predicted_labels[r])
         uri = png_data_uri(img)
-        parts.append(f"<a href='#t{tid}'><img src='{uri}' width='40' height='40' alt='test {tid}'>"
-                     f"{tid}</a>")
+        parts.append(f"<a href='#t{tid}'><img src='{uri}' width='40' height='40' alt='test {tid}'>{tid}</a>")
         figs = []
         for rank, (j, s) in enumerate(zip(attribution.indices[r, :top], attribution.scores[r, :top])):
             if j < 0:
                 break
             timg, ty = train_data[int(j)]
             cls = " class='bad'" if ty != y else ""
-            figs.append(f"<figure><img src='{png_data_uri(timg)}' width='{size}' height='{size}' "
-                        f"alt='train {j}'><figcaption>#{rank + 1} · idx {j}<br><span{cls}>"
-                        f"{e(_label(class_names, ty))}</span><br>{s:.4g}</figcaption></figure>")
+            figs.append(
+                f"<figure><img src='{png_data_uri(timg)}' width='{size}' height='{size}' "
+                f"alt='train {j}'><figcaption>#{rank + 1} · idx {j}<br><span{cls}>"
+                f"{e(_label(class_names, ty))}</span><br>{s:.4g}</figcaption></figure>"
+            )
         pred_txt = "" if pred is None else f"<br>predicted: {e(_label(class_names, pred))}"
-        sections.append(f"<section id='t{tid}'><div class='query'><h2>test image {tid}</h2>"
-                        f"<img src='{uri}' width='{2 * size}' height='{2 * size}' alt='test {tid}'>"
-                        f"label: {e(_label(class_names, y))}{pred_txt}<br><a href='#'>index</a></div>"
-                        f"<div class='row'>{''.join(figs) or 'no training images in the pool'}</div></section>")
+        sections.append(
+            f"<section id='t{tid}'><div class='query'><h2>test image {tid}</h2>"
+            f"<img src='{uri}' width='{2 * size}' height='{2 * size}' alt='test {tid}'>"
+            f"label: {e(_label(class_names, y))}{pred_txt}<br><a href='#'>index</a></div>"
+            f"<div class='row'>{''.join(figs) or 'no training images in the pool'}</div></section>"
+        )
     parts.append("</nav>")
     parts += sections
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
@@ -111,7 +130,9 @@ def render_report(attribution: Attribution, train_data, test_data, out: str, row
 
 def _provenance(a: Attribution) -> str:
     train = a.provenance.get("train") or {}
-    bits = [f"backbone {train['backbone']}" if train.get("backbone") else None,
-            f"checkpoint sha256 {train['checkpoint_sha256'][:12]}" if train.get("checkpoint_sha256") else None,
-            f"simattr_fast {a.provenance['simattr_fast']}" if a.provenance.get("simattr_fast") else None]
+    bits = [
+        f"backbone {train['backbone']}" if train.get("backbone") else None,
+        f"checkpoint sha256 {train['checkpoint_sha256'][:12]}" if train.get("checkpoint_sha256") else None,
+        f"simattr_fast {a.provenance['simattr_fast']}" if a.provenance.get("simattr_fast") else None,
+    ]
     return html.escape("; ".join(b for b in bits if b))

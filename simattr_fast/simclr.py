@@ -13,6 +13,7 @@ training; it loads with :func:`simattr_fast.checkpoints.load_checkpoint` (the ``
 layout), and a run started again on the same folder resumes from it. ``out/log.jsonl`` gets one
 line per epoch (loss, seconds, kNN accuracy when an evaluation split is given).
 """
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,13 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k: int = 200, temperature: fl
     from . import topk
 
     train_y, test_y = np.asarray(train_y), np.asarray(test_y)
-    sims, idx = topk(np.asarray(test_x, dtype=np.float32), np.asarray(train_x, dtype=np.float32),
-                     min(k, len(train_y)), metric="cosine", progress=False)
+    sims, idx = topk(
+        np.asarray(test_x, dtype=np.float32),
+        np.asarray(train_x, dtype=np.float32),
+        min(k, len(train_y)),
+        metric="cosine",
+        progress=False,
+    )
     votes = np.zeros((len(test_y), int(train_y.max()) + 1))
     np.add.at(votes, (np.arange(len(test_y))[:, None], train_y[idx]), np.exp(sims / temperature))
     return float((votes.argmax(1) == test_y).mean())
@@ -87,7 +93,7 @@ def features(model: nn.Module, images: torch.Tensor, dev, batch_size: int = 512)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        out = [model(images[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(images), batch_size)]
+        out = [model(images[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out).numpy()
 
@@ -104,10 +110,22 @@ def _save_atomic(obj, path):
         torch.save(obj, f)
 
 
-def train_ssl(dataset, out: str, backbone: str = "small_cnn", epochs: int = 20, batch_size: int = 256,
-              lr: float = 2e-3, temperature: float = 0.2, time_limit: float | None = None, seed: int = 0,
-              device: str = "auto", eval_dataset=None, eval_every: int = 5, knn_k: int = 200,
-              progress: bool = True) -> dict:
+def train_ssl(
+    dataset,
+    out: str,
+    backbone: str = "small_cnn",
+    epochs: int = 20,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+    temperature: float = 0.2,
+    time_limit: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    eval_dataset=None,
+    eval_every: int = 5,
+    knn_k: int = 200,
+    progress: bool = True,
+) -> dict:
     """Trains ``backbone`` with SimCLR on ``dataset`` for ``epochs`` (or until ``time_limit``
     seconds of training, whichever comes first; the learning rate follows one cosine over the
     shorter of the two) and returns the last log entry. Resumes from ``out/checkpoint.pt``."""
@@ -117,8 +135,15 @@ def train_ssl(dataset, out: str, backbone: str = "small_cnn", epochs: int = 20, 
     if batch_size < 2 or len(dataset) < 2:
         raise ValueError("batch_size and the dataset need at least 2 images for contrastive pairs")
     dev = resolve_torch_device(device)
-    settings = {"backbone": backbone, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                "temperature": temperature, "time_limit": time_limit, "seed": seed}
+    settings = {
+        "backbone": backbone,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "temperature": temperature,
+        "time_limit": time_limit,
+        "seed": seed,
+    }
     torch.manual_seed(seed)
     model = build_backbone(backbone).to(dev)
     dim = features(model, dataset[0][0][None], dev).shape[1]  # one image tells the feature size
@@ -131,8 +156,10 @@ def train_ssl(dataset, out: str, backbone: str = "small_cnn", epochs: int = 20, 
     if os.path.exists(ckpt_path):
         saved = torch.load(ckpt_path, map_location=dev, weights_only=True)
         if saved.get("format") != FORMAT or saved["settings"] != settings:
-            raise ValueError(f"out: {ckpt_path!r} belongs to a run with other settings "
-                             f"({saved.get('settings')}); choose another output folder")
+            raise ValueError(
+                f"out: {ckpt_path!r} belongs to a run with other settings "
+                f"({saved.get('settings')}); choose another output folder"
+            )
         model[1].load_state_dict(saved["state_dict"])
         head.load_state_dict(saved["head"])
         opt.load_state_dict(saved["optimizer"])
@@ -150,13 +177,15 @@ def train_ssl(dataset, out: str, backbone: str = "small_cnn", epochs: int = 20, 
         t0, total = time.perf_counter(), 0.0
         bar = tqdm(range(steps), desc=f"simclr epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         for s in bar:
-            frac = max((epoch + s / steps) / epochs, (state["seconds"] + time.perf_counter() - t0) / time_limit
-                       if time_limit else 0.0)
+            frac = max(
+                (epoch + s / steps) / epochs,
+                (state["seconds"] + time.perf_counter() - t0) / time_limit if time_limit else 0.0,
+            )
             if frac >= 1.0:
                 break
             for g in opt.param_groups:
                 g["lr"] = lr * min(1.0, (epoch * steps + s + 1) / steps) * 0.5 * (1 + math.cos(math.pi * frac))
-            x = images[order[s * batch_size:(s + 1) * batch_size]]
+            x = images[order[s * batch_size : (s + 1) * batch_size]]
             views = torch.cat([augment(x, gen), augment(x, gen)])
             loss = nt_xent(head(model(views)), temperature)
             opt.zero_grad(set_to_none=True)
@@ -168,18 +197,40 @@ def train_ssl(dataset, out: str, backbone: str = "small_cnn", epochs: int = 20, 
         state["seconds"] += time.perf_counter() - t0
         state["epoch"] = epoch + 1
         state["finished"] = state["epoch"] >= epochs or frac >= 1.0
-        entry = {"epoch": state["epoch"], "steps": done, "loss": total / max(done, 1),
-                 "seconds": state["seconds"], "lr": opt.param_groups[0]["lr"]}
+        entry = {
+            "epoch": state["epoch"],
+            "steps": done,
+            "loss": total / max(done, 1),
+            "seconds": state["seconds"],
+            "lr": opt.param_groups[0]["lr"],
+        }
         if eval_images is not None and (state["finished"] or state["epoch"] % eval_every == 0):
-            entry["knn_accuracy"] = knn_accuracy(features(model, images, dev), dataset.targets,
-                                                 features(model, eval_images, dev), eval_dataset.targets, k=knn_k)
+            entry["knn_accuracy"] = knn_accuracy(
+                features(model, images, dev),
+                dataset.targets,
+                features(model, eval_images, dev),
+                eval_dataset.targets,
+                k=knn_k,
+            )
         state["last"] = entry
-        _save_atomic({"format": FORMAT, "version": 1, "settings": settings, "backbone": backbone,
-                      "preprocess": model[0].describe(), "state_dict": model[1].state_dict(),
-                      "head": head.state_dict(), "optimizer": opt.state_dict(), "state": state}, ckpt_path)
+        _save_atomic(
+            {
+                "format": FORMAT,
+                "version": 1,
+                "settings": settings,
+                "backbone": backbone,
+                "preprocess": model[0].describe(),
+                "state_dict": model[1].state_dict(),
+                "head": head.state_dict(),
+                "optimizer": opt.state_dict(),
+                "state": state,
+            },
+            ckpt_path,
+        )
         with open(log_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
         if progress:
-            tqdm.write(f"simclr epoch {state['epoch']}: " + ", ".join(
-                f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch"))
+            tqdm.write(
+                f"simclr epoch {state['epoch']}: " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch")
+            )
     return state["last"]

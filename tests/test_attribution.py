@@ -1,12 +1,15 @@
 """Attributor against the kernels it calls; Attribution save/load and interop formats."""
+
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import simattr_fast as sa
 from simattr_fast import Attribution, Attributor
+
 from helpers.arrays import as_memmap
 
 
@@ -25,9 +28,9 @@ def test_attributor_equals_the_kernels(data, method):
     xtr, ytr, xte, yte = data
     res = Attributor(method=method, k=5).fit(xtr, ytr).attribute(xte, yte)
     if method == "esvm":
-        s, i = sa.esvm_topk(xte, xtr, 5, yte, ytr)
+        s, i = sa.esvm_topk(xte, xtr, 5, query_labels=yte, key_labels=ytr)
     else:
-        s, i = sa.topk(xte, xtr, 5, method, yte, ytr)
+        s, i = sa.topk(xte, xtr, 5, metric=method, query_labels=yte, key_labels=ytr)
     np.testing.assert_array_equal(res.indices, i)
     np.testing.assert_array_equal(res.scores, s)
     assert (res.indices[1] == -1).all()  # empty class
@@ -52,14 +55,18 @@ def test_memmap_and_float16(tmp_path, data):
     mm = as_memmap(tmp_path, xtr.astype(np.float16))
     a = Attributor("cosine", k=7).fit(mm, ytr)
     assert a.train_embeddings_ is mm  # not copied or loaded
-    want = sa.topk(xte, xtr.astype(np.float16), 7, "cosine", yte, ytr)[1]
+    want = sa.topk(xte, xtr.astype(np.float16), 7, metric="cosine", query_labels=yte, key_labels=ytr)[1]
     np.testing.assert_array_equal(a.attribute(xte, yte).indices, want)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"method": "svm"}, "method: expected one of"), ({"condition": "both"}, "condition: expected one of"),
-    ({"k": 0}, "k: expected a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "svm"}, "method: expected one of"),
+        ({"condition": "both"}, "condition: expected one of"),
+        ({"k": 0}, "k: expected a positive integer"),
+    ],
+)
 def test_bad_parameters(data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         Attributor(**kwargs).fit(data[0], data[1])
@@ -107,7 +114,7 @@ def test_save_load_round_trip(tmp_path, data):
 
 def test_corrupt_and_truncated_files_are_refused(tmp_path, data):
     path = _result(data).save(str(tmp_path / "a.npz"))
-    raw = open(path, "rb").read()
+    raw = Path(path).read_bytes()
     (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(ValueError, match="corrupt or truncated"):
         Attribution.load(str(tmp_path / "cut.npz"))

@@ -52,7 +52,7 @@ def test_portable_fallbacks_without_scipy_blas(rng):
     """The core's own GEMM / Gram / Cholesky fallbacks give the same rankings."""
     q = rng.standard_normal((5, 12)).astype(np.float32)
     k = rng.standard_normal((150, 12)).astype(np.float32)
-    ref_t = sa.topk(q, k, 20, "ip", device="cpu")
+    ref_t = sa.topk(q, k, 20, metric="ip", device="cpu")
     ref_e = sa.esvm_topk(q, k, 20, device="cpu")
     q2, k2 = np.abs(q), np.abs(k)  # non-negative: small working sets, Gram + Newton path
     ref_g = sa.esvm_topk(q2, k2, 20, device="cpu")
@@ -60,7 +60,7 @@ def test_portable_fallbacks_without_scipy_blas(rng):
     cpu.clear_blas()
     try:
         assert not cpu.has_blas()
-        t = sa.topk(q, k, 20, "ip", device="cpu")
+        t = sa.topk(q, k, 20, metric="ip", device="cpu")
         e = sa.esvm_topk(q, k, 20, device="cpu")
         g = sa.esvm_topk(q2, k2, 20, device="cpu")
     finally:
@@ -96,3 +96,20 @@ def test_kernels_release_the_gil(rng, fn):
         done.wait(0.001)
     t.join()
     assert len(ticks) > 50
+
+
+def test_kernel_install_needs_no_torch():
+    """`pip install simattr_fast` brings only numpy, scipy, threadpoolctl and tqdm: importing
+    the package and running both kernels must not import torch, scikit-learn or matplotlib."""
+    code = (
+        "import sys, numpy as np, simattr_fast as sa\n"
+        "x = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)\n"
+        "sa.topk(x, x, 3, device='cpu'); sa.esvm_topk(x, x, 3, device='cpu')\n"
+        "bad = [m for m in ('torch', 'sklearn', 'matplotlib', 'PIL') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert p.returncode == 0, p.stderr

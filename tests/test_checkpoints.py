@@ -1,4 +1,5 @@
 """Checkpoint layouts: each built from a known model, loaded back, identical features."""
+
 import argparse
 
 import pytest
@@ -44,30 +45,53 @@ def _prefixed(prefix, sd):
 
 
 def _mlp(prefix):
-    return {prefix + "0.weight": torch.randn(16, 512), prefix + "0.bias": torch.randn(16),
-            prefix + "2.weight": torch.randn(8, 16)}
+    return {
+        prefix + "0.weight": torch.randn(16, 512),
+        prefix + "0.bias": torch.randn(16),
+        prefix + "2.weight": torch.randn(8, 16),
+    }
 
 
 LAYOUTS = {
     "torchvision": lambda full, body: full,
-    "moco_v2": lambda full, body: {"epoch": 200, "arch": "resnet18", "optimizer": {"state": {}},
-                                   "state_dict": {**_prefixed("module.encoder_k.", _other()),
-                                                  **_prefixed("module.encoder_q.", body),
-                                                  **_mlp("module.encoder_q.fc."), **_mlp("module.encoder_k.fc."),
-                                                  "module.queue": torch.randn(8, 32), "module.queue_ptr": torch.zeros(1)}},
-    "moco_v3": lambda full, body: {"epoch": 100, "state_dict": {**_prefixed("module.momentum_encoder.", _other()),
-                                                                **_prefixed("module.base_encoder.", body),
-                                                                **_mlp("module.base_encoder.fc."),
-                                                                **_mlp("module.predictor.")}},
+    "moco_v2": lambda full, body: {
+        "epoch": 200,
+        "arch": "resnet18",
+        "optimizer": {"state": {}},
+        "state_dict": {
+            **_prefixed("module.encoder_k.", _other()),
+            **_prefixed("module.encoder_q.", body),
+            **_mlp("module.encoder_q.fc."),
+            **_mlp("module.encoder_k.fc."),
+            "module.queue": torch.randn(8, 32),
+            "module.queue_ptr": torch.zeros(1),
+        },
+    },
+    "moco_v3": lambda full, body: {
+        "epoch": 100,
+        "state_dict": {
+            **_prefixed("module.momentum_encoder.", _other()),
+            **_prefixed("module.base_encoder.", body),
+            **_mlp("module.base_encoder.fc."),
+            **_mlp("module.predictor."),
+        },
+    },
     "simclr": lambda full, body: {"epoch": 100, "state_dict": {**_prefixed("backbone.", body), **_mlp("backbone.fc.")}},
-    "simclr_lightning": lambda full, body: {"state_dict": {**_prefixed("encoder.", body),
-                                                           **_mlp("projection.model.")}},
-    "byol": lambda full, body: {"model": {**_prefixed("target_network.encoder.", _other()),
-                                          **_prefixed("online_network.encoder.", body),
-                                          **_mlp("online_network.projector."), **_mlp("predictor.")}},
-    "dino": lambda full, body: {"student": {**_prefixed("module.backbone.", _other()), **_mlp("module.head.mlp.")},
-                                "teacher": {**_prefixed("backbone.", body), **_mlp("head.mlp.")},
-                                "epoch": 100, "args": argparse.Namespace(arch="resnet18", out_dim=65536)},
+    "simclr_lightning": lambda full, body: {"state_dict": {**_prefixed("encoder.", body), **_mlp("projection.model.")}},
+    "byol": lambda full, body: {
+        "model": {
+            **_prefixed("target_network.encoder.", _other()),
+            **_prefixed("online_network.encoder.", body),
+            **_mlp("online_network.projector."),
+            **_mlp("predictor."),
+        }
+    },
+    "dino": lambda full, body: {
+        "student": {**_prefixed("module.backbone.", _other()), **_mlp("module.head.mlp.")},
+        "teacher": {**_prefixed("backbone.", body), **_mlp("head.mlp.")},
+        "epoch": 100,
+        "args": argparse.Namespace(arch="resnet18", out_dim=65536),
+    },
     "dino_backbone_release": lambda full, body: body,
 }
 

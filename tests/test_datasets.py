@@ -1,10 +1,12 @@
 """Dataset readers: small files written in each real format, read back as torch datasets."""
+
 import numpy as np
 import pytest
 import torch
 
+from simattr_fast.datasets import ArrayDataset, FolderDataset, digits_dataset, open_dataset, read_idx
+
 from helpers.formats import write_cifar10, write_cifar100, write_idx, write_image_folder, write_mnist
-from simattr_fast.datasets import (ArrayDataset, FolderDataset, digits_dataset, open_dataset, read_idx)
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -94,13 +96,16 @@ def test_arrays_and_npz(tmp_path, rng):
         open_dataset(str(tmp_path / "bad.npz"))
 
 
-@pytest.mark.parametrize("images, labels, match", [
-    (np.zeros((3, 4)), np.zeros(3, int), "expected \\[n, H, W\\]"),
-    (np.zeros((3, 4, 4, 2)), np.zeros(3, int), "1 or 3 channels"),
-    (np.zeros((3, 4, 4), dtype=np.int32), np.zeros(3, int), "uint8 or floating"),
-    (np.zeros((3, 4, 4)), np.zeros(2, int), "labels: expected shape \\(3,\\)"),
-    (np.zeros((3, 4, 4)), np.zeros(3), "integer dtype"),
-])
+@pytest.mark.parametrize(
+    "images, labels, match",
+    [
+        (np.zeros((3, 4)), np.zeros(3, int), "expected \\[n, H, W\\]"),
+        (np.zeros((3, 4, 4, 2)), np.zeros(3, int), "1 or 3 channels"),
+        (np.zeros((3, 4, 4), dtype=np.int32), np.zeros(3, int), "uint8 or floating"),
+        (np.zeros((3, 4, 4)), np.zeros(2, int), "labels: expected shape \\(3,\\)"),
+        (np.zeros((3, 4, 4)), np.zeros(3), "integer dtype"),
+    ],
+)
 def test_array_dataset_bad_input(images, labels, match):
     with pytest.raises((ValueError, TypeError), match=match):
         ArrayDataset(images, labels)
@@ -111,8 +116,9 @@ def test_digits_split_is_fixed_and_disjoint():
     assert (len(tr), len(te)) == (1347, 450)
     assert np.bincount(te.targets).min() >= 40  # stratified
     allx = digits_dataset("all").images.reshape(1797, -1)
-    assert len(np.unique(np.concatenate([tr.images, te.images]).reshape(1797, -1), axis=0)) == \
-        len(np.unique(allx, axis=0))
+    assert len(np.unique(np.concatenate([tr.images, te.images]).reshape(1797, -1), axis=0)) == len(
+        np.unique(allx, axis=0)
+    )
 
 
 def test_open_dataset_errors(tmp_path):

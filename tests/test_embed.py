@@ -1,4 +1,5 @@
 """embed: features equal the model's, metadata, and resume after a kill."""
+
 import json
 import os
 import signal
@@ -10,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.formats import SlowDataset
 from simattr_fast.backbones import build_backbone
 from simattr_fast.datasets import digits_dataset
 from simattr_fast.embed import embed, load_embeddings
+
+from helpers.formats import SlowDataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -30,8 +32,16 @@ def ckpt(tmp_path):
 @pytest.mark.parametrize("batch_size", [1, 4, 97])
 def test_embed_matches_model(tmp_path, ckpt, dtype, batch_size):
     data = SlowDataset(n=13)
-    e = embed(data, str(tmp_path / "e"), backbone="small_cnn", checkpoint=ckpt, batch_size=batch_size,
-              dtype=dtype, device="cpu", progress=False)
+    e = embed(
+        data,
+        str(tmp_path / "e"),
+        backbone="small_cnn",
+        checkpoint=ckpt,
+        batch_size=batch_size,
+        dtype=dtype,
+        device="cpu",
+        progress=False,
+    )
     model = build_backbone("small_cnn")
     model[1].load_state_dict(torch.load(ckpt))
     with torch.no_grad():
@@ -111,11 +121,17 @@ def test_killed_run_resumes_to_the_same_array(tmp_path, ckpt):
     with pytest.raises(ValueError, match="not a finished embedding folder.*resume"):
         load_embeddings(str(out))
     data = SlowDataset(n=48)
-    resumed = embed(data, str(out), backbone="small_cnn", checkpoint=ckpt, batch_size=4, device="cpu",
-                    progress=False)
+    resumed = embed(data, str(out), backbone="small_cnn", checkpoint=ckpt, batch_size=4, device="cpu", progress=False)
     assert data.served == 48 - done_at_kill  # it continued, it did not start over
-    whole = embed(SlowDataset(n=48), str(tmp_path / "whole"), backbone="small_cnn", checkpoint=ckpt, batch_size=4,
-                  device="cpu", progress=False)
+    whole = embed(
+        SlowDataset(n=48),
+        str(tmp_path / "whole"),
+        backbone="small_cnn",
+        checkpoint=ckpt,
+        batch_size=4,
+        device="cpu",
+        progress=False,
+    )
     np.testing.assert_array_equal(resumed.features, whole.features)
     np.testing.assert_array_equal(resumed.labels, whole.labels)
     assert not (out / "progress.json").exists()

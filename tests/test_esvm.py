@@ -3,12 +3,13 @@ import warnings
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
-from simattr_fast import ConvergenceWarning
 
 import simattr_fast as sa
+from simattr_fast import ConvergenceWarning
+from simattr_fast.datasets import load_digits
+
 from helpers.arrays import as_memmap
 from helpers.reference import esvm_ref
-from simattr_fast.datasets import load_digits
 
 
 def agreement(q, pool, C, loss="squared_hinge", k=None, **kw):
@@ -89,7 +90,7 @@ def test_class_conditioned_pools(rng):
     ql = rng.integers(0, 4, 20)
     ql[0] = 9  # no key has label 9
     kl = rng.integers(0, 4, 301)
-    s, i = sa.esvm_topk(q, k, 50, ql, kl, device="cpu")
+    s, i = sa.esvm_topk(q, k, 50, query_labels=ql, key_labels=kl, device="cpu")
     assert np.all(i[0] == -1) and np.all(np.isnan(s[0]))
     for r in range(1, 20):
         pool = np.flatnonzero(kl == ql[r])

@@ -1,21 +1,37 @@
 """Counterfactual evaluation: the search, the store, resume after a kill, workers, LDS, summaries."""
+
 import functools
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from helpers.fakes import LinearTrainer, ThresholdTrainer
 from simattr_fast import Attribution
-from simattr_fast.evaluation import (CENSORED, LinearProbe, ResultsStore, SmallCNN, flip_classes, head_to_head, lds,
-                                     margins, plot_cdf, run_searches, subset_margins, subset_masks, summarize,
-                                     support)
+from simattr_fast.evaluation import (
+    CENSORED,
+    LinearProbe,
+    ResultsStore,
+    SmallCNN,
+    flip_classes,
+    head_to_head,
+    lds,
+    margins,
+    plot_cdf,
+    run_searches,
+    subset_margins,
+    subset_masks,
+    summarize,
+    support,
+)
 from simattr_fast.evaluation.resnet9 import ResNet9, augment_batch
+
+from helpers.fakes import LinearTrainer, ThresholdTrainer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -97,18 +113,23 @@ def test_store_resume_trains_nothing_twice(tmp_path):
 
 
 def _jobs(tr):
-    return [(m, t, tr.supporters[t][::-1] if m == "reversed" else tr.supporters[t])
-            for m in ("oracle", "reversed") for t in range(4)]
+    return [
+        (m, t, tr.supporters[t][::-1] if m == "reversed" else tr.supporters[t])
+        for m in ("oracle", "reversed")
+        for t in range(4)
+    ]
 
 
 def test_parallel_workers_share_one_store(tmp_path):
     tr = ThresholdTrainer()
-    serial = run_searches(ThresholdTrainer, str(tmp_path / "a.sqlite"), _jobs(tr), k=20, n_models=3, budget=6,
-                          n_workers=1, progress=False)
+    serial = run_searches(
+        ThresholdTrainer, str(tmp_path / "a.sqlite"), _jobs(tr), k=20, n_models=3, budget=6, n_workers=1, progress=False
+    )
     counts = tmp_path / "pids.txt"
     factory = functools.partial(ThresholdTrainer, count_file=str(counts), delay=0.2)
-    par = run_searches(factory, str(tmp_path / "b.sqlite"), _jobs(tr), k=20, n_models=3, budget=6, n_workers=2,
-                       progress=False)
+    par = run_searches(
+        factory, str(tmp_path / "b.sqlite"), _jobs(tr), k=20, n_models=3, budget=6, n_workers=2, progress=False
+    )
     assert par == serial
     pids = {line.split()[0] for line in counts.read_text().splitlines()}
     assert len(pids) == 2  # both workers trained models and wrote to the store
@@ -156,8 +177,16 @@ def test_killed_run_resumes_without_redoing_work(tmp_path):
 
     tr = ThresholdTrainer()
     resumed = run_searches(factory, str(path), _jobs(tr), k=20, n_models=3, budget=6, n_workers=1, progress=False)
-    whole = run_searches(ThresholdTrainer, str(tmp_path / "whole.sqlite"), _jobs(tr), k=20, n_models=3, budget=6,
-                         n_workers=1, progress=False)
+    whole = run_searches(
+        ThresholdTrainer,
+        str(tmp_path / "whole.sqlite"),
+        _jobs(tr),
+        k=20,
+        n_models=3,
+        budget=6,
+        n_workers=1,
+        progress=False,
+    )
     assert resumed == whole
     with ResultsStore(str(path)) as a, ResultsStore(str(tmp_path / "whole.sqlite")) as b:
         assert a.count() == b.count() == n_before + trainers[0].trained  # nothing lost, nothing redone
@@ -193,7 +222,7 @@ def test_summaries_and_plot(tmp_path):
     assert summarize({0: -1, 1: -1, 2: 4}, 10)["median"] == ">10"
     assert head_to_head(a, b) == {"n": 3, "a_smaller": 1, "b_smaller": 1, "tie": 1}
     png = plot_cdf({"a": a, "b": b}, 10, str(tmp_path / "cdf.png"))
-    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("cls, shape", [(SmallCNN, (1, 28, 28)), (SmallCNN, (3, 32, 32)), (LinearProbe, (7,))])
@@ -218,7 +247,7 @@ def test_small_cnn_learns(rng):
     d = digits_dataset("train")
     x = torch.nn.functional.interpolate(d.tensors(), size=28)
     tr = SmallCNN(x, d.targets, x[:200], d.targets[:200], epochs=3)
-    acc = (tr.logits(tr.train(np.arange(len(x)), d.targets, [0]), np.arange(200))[0].argmax(1) == d.targets[:200])
+    acc = tr.logits(tr.train(np.arange(len(x)), d.targets, [0]), np.arange(200))[0].argmax(1) == d.targets[:200]
     assert acc.mean() > 0.8
 
 

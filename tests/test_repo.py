@@ -1,4 +1,5 @@
 """The README's two set-up commands and .ci/run stay in step."""
+
 import re
 from pathlib import Path
 
@@ -20,5 +21,5 @@ def test_readme_has_two_setup_commands_and_ci_runs_the_second():
     assert len(blocks) == 2, blocks
     demo, tests = blocks
     assert "simattr demo" in demo and "pytest" in tests
-    lines = [l.strip() for l in ci.read_text().splitlines() if l.strip() and not l.startswith("#")]
+    lines = [ln.strip() for ln in ci.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert tests in lines

@@ -1,8 +1,10 @@
 """The HTML report: content, self-containment, and a real render in headless Chromium."""
+
 import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,10 +26,10 @@ def case(rng):
 def test_report_content(tmp_path, case):
     tr, te, res = case
     out = render_report(res, tr, te, str(tmp_path / "r.html"), rows=[0, 2], top=4, class_names=["a", "b", "<c>"])
-    page = open(out).read()
+    page = Path(out).read_text()
     assert page.count("<section") == 2 and "id='t4'" in page and "id='t2'" in page and "id='t3'" not in page
     assert page.count("data:image/png;base64,") == 2 * 2 + 2 * 4  # index + query + 4 training images each
-    assert re.search(r"idx %d\b" % res.indices[0, 0], page)
+    assert re.search(rf"idx {res.indices[0, 0]}\b", page)
     assert "&lt;c&gt;" in page and "<c>" not in page  # labels are escaped
     assert not re.search(r"""(src|href)=['"]?(https?:|//)""", page)  # nothing fetched from anywhere
 
@@ -61,8 +63,12 @@ def test_report_renders_in_headless_chromium(tmp_path, case):
     assert m, f"the page's load handler did not run: {dom.stderr[-500:]}"
     assert int(m.group(1)) == 5 * 2 + 5 * 6 and m.group(1) == m.group(2)  # every image decoded
     shot = tmp_path / "shot.png"
-    subprocess.run([exe, *flags, "--window-size=900,700", f"--screenshot={shot}", "file://" + out],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [exe, *flags, "--window-size=900,700", f"--screenshot={shot}", "file://" + out],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     from PIL import Image
 
     px = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)

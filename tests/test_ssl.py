@@ -1,4 +1,5 @@
 """The SimCLR trainer: augmentation, loss and kNN against plain references; checkpoints and resume."""
+
 import json
 import os
 import signal

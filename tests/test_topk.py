@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import simattr_fast as sa
+
 from helpers.arrays import as_memmap
 from helpers.reference import scores_ref, topk_ref
 
@@ -43,9 +44,9 @@ def test_matches_reference(rng, nq, n, metric):
 def test_order_best_first(rng):
     q = rng.standard_normal((11, 8)).astype(np.float32)
     k = rng.standard_normal((300, 8)).astype(np.float32)
-    s, _ = sa.topk(q, k, 50, "ip", device="cpu")
+    s, _ = sa.topk(q, k, 50, metric="ip", device="cpu")
     assert np.all(np.diff(s, axis=1) <= 0)
-    s, _ = sa.topk(q, k, 50, "l2", device="cpu")
+    s, _ = sa.topk(q, k, 50, metric="l2", device="cpu")
     assert np.all(np.diff(s, axis=1) >= 0)
 
 
@@ -55,12 +56,12 @@ def test_ties_go_to_lower_index(rng):
     k = k[perm]
     q = rng.standard_normal((7, 4)).astype(np.float32)
     for bs in (None, 13):
-        s, i = sa.topk(q, k, 100, "ip", device="cpu", block_rows=bs)
+        s, i = sa.topk(q, k, 100, metric="ip", device="cpu", block_rows=bs)
         for r in range(len(q)):
             for v in np.unique(s[r]):
                 same = i[r][s[r] == v]
                 assert np.all(np.diff(same) > 0)
-            exact = (q[r].astype(np.float64) @ k.T.astype(np.float64))
+            exact = q[r].astype(np.float64) @ k.T.astype(np.float64)
             cutoff = s[r, -1]
             # every key strictly better than the last kept score is kept
             assert set(np.flatnonzero(exact > cutoff + 1e-5)) <= set(i[r])
@@ -69,9 +70,9 @@ def test_ties_go_to_lower_index(rng):
 def test_streaming_blocks_do_not_change_result(rng):
     q = rng.standard_normal((31, 9)).astype(np.float32)
     k = rng.standard_normal((1025, 9)).astype(np.float32)
-    base = sa.topk(q, k, 64, "cosine", device="cpu")
+    base = sa.topk(q, k, 64, metric="cosine", device="cpu")
     for bs in (1, 7, 256, 5000):
-        s, i = sa.topk(q, k, 64, "cosine", device="cpu", block_rows=bs)
+        s, i = sa.topk(q, k, 64, metric="cosine", device="cpu", block_rows=bs)
         assert np.array_equal(i, base[1])
         assert np.allclose(s, base[0], rtol=1e-6, atol=1e-7)
 
@@ -80,7 +81,7 @@ def test_float16_inputs(rng):
     q = rng.standard_normal((97, 16)).astype(np.float16)
     k = rng.standard_normal((1025, 16)).astype(np.float16)
     for metric in ("cosine", "ip", "l2"):
-        s, i = sa.topk(q, k, 10, metric, device="cpu")
+        s, i = sa.topk(q, k, 10, metric=metric, device="cpu")
         check_against_ref(q.astype(np.float32), k.astype(np.float32), 10, metric, s, i)
 
 
@@ -88,8 +89,8 @@ def test_memmap_keys(rng, tmp_path):
     q = rng.standard_normal((13, 32)).astype(np.float32)
     k = rng.standard_normal((1025, 32)).astype(np.float16)
     mm = as_memmap(tmp_path, k)
-    s, i = sa.topk(q, mm, 20, "cosine", device="cpu", block_rows=100)
-    s2, i2 = sa.topk(q, np.asarray(k), 20, "cosine", device="cpu")
+    s, i = sa.topk(q, mm, 20, metric="cosine", device="cpu", block_rows=100)
+    s2, i2 = sa.topk(q, np.asarray(k), 20, metric="cosine", device="cpu")
     # GEMM tiling follows the block size, so scores may differ in the last bit
     assert np.array_equal(i, i2) and np.allclose(s, s2, rtol=1e-6, atol=1e-7)
     # the memmap is still readable after its pages were released
@@ -103,7 +104,7 @@ def test_class_conditioned(rng, metric):
     ql = rng.integers(0, 6, 97)  # class 5 has no keys
     kl = rng.integers(0, 5, 1025)
     for kk in (1, 50, 400):
-        s, i = sa.topk(q, k, kk, metric, query_labels=ql, key_labels=kl, device="cpu", block_rows=128)
+        s, i = sa.topk(q, k, kk, metric=metric, query_labels=ql, key_labels=kl, device="cpu", block_rows=128)
         check_against_ref(q, k, kk, metric, s, i, ql, kl)
         assert np.all(i[ql == 5] == -1)
         ok = i >= 0
@@ -113,15 +114,15 @@ def test_class_conditioned(rng, metric):
 def test_zero_vectors_cosine_is_zero():
     q = np.zeros((2, 4), np.float32)
     k = np.eye(4, dtype=np.float32)
-    s, i = sa.topk(q, k, 4, "cosine", device="cpu")
+    s, i = sa.topk(q, k, 4, metric="cosine", device="cpu")
     assert np.all(s == 0) and np.array_equal(i, np.tile(np.arange(4), (2, 1)))
 
 
 def test_threads_do_not_change_result(rng):
     q = rng.standard_normal((50, 20)).astype(np.float32)
     k = rng.standard_normal((3000, 20)).astype(np.float32)
-    a = sa.topk(q, k, 100, "ip", device="cpu", n_threads=1)
-    b = sa.topk(q, k, 100, "ip", device="cpu", n_threads=2)
+    a = sa.topk(q, k, 100, metric="ip", device="cpu", n_threads=1)
+    b = sa.topk(q, k, 100, metric="ip", device="cpu", n_threads=2)
     assert np.array_equal(a[1], b[1]) and np.array_equal(a[0], b[0])
 
 
@@ -129,8 +130,8 @@ def test_torch_cpu_tensors(rng):
     torch = pytest.importorskip("torch")
     q = rng.standard_normal((5, 8)).astype(np.float32)
     k = rng.standard_normal((40, 8)).astype(np.float32)
-    a = sa.topk(torch.from_numpy(q), torch.from_numpy(k), 7, "ip", device="cpu")
-    b = sa.topk(q, k, 7, "ip", device="cpu")
+    a = sa.topk(torch.from_numpy(q), torch.from_numpy(k), 7, metric="ip", device="cpu")
+    b = sa.topk(q, k, 7, metric="ip", device="cpu")
     assert np.array_equal(a[1], b[1])
 
 
@@ -152,5 +153,5 @@ def test_copy_on_write_memmap_keeps_callers_edits(rng, tmp_path):
     mm = np.load(tmp_path / "k.npy", mmap_mode="c")
     mm[:] = 1.0  # private edits, not in the file
     q = np.ones((2, 8), np.float32)
-    sa.topk(q, mm, 5, "ip", device="cpu", block_rows=5000)
+    sa.topk(q, mm, 5, metric="ip", device="cpu", block_rows=5000)
     assert np.all(np.asarray(mm) == 1.0)

@@ -1,4 +1,5 @@
 """Bad input raises ValueError / TypeError naming the argument, the expectation and what was given."""
+
 import numpy as np
 import pytest
 
@@ -13,10 +14,15 @@ FUNCS = [
 
 
 @pytest.mark.parametrize("f", FUNCS)
-@pytest.mark.parametrize("k,exc,msg", [(0, ValueError, "k: expected a positive integer"),
-                                       (-3, ValueError, "got -3"),
-                                       (2.5, TypeError, "k: expected a positive integer, got float"),
-                                       (True, TypeError, "got bool")])
+@pytest.mark.parametrize(
+    "k,exc,msg",
+    [
+        (0, ValueError, "k: expected a positive integer"),
+        (-3, ValueError, "got -3"),
+        (2.5, TypeError, "k: expected a positive integer, got float"),
+        (True, TypeError, "got bool"),
+    ],
+)
 def test_bad_k(f, k, exc, msg):
     with pytest.raises(exc, match=msg):
         f(Q, K, k)
@@ -47,7 +53,7 @@ def test_nan_in_conditioned_esvm_pool_named_with_global_row():
     k[8] = np.nan
     kl = np.array([0, 1] * 5)
     with pytest.raises(ValueError, match="keys: row 8"):
-        sa.esvm_topk(Q, k, 2, np.zeros(4, int), kl, device="cpu")
+        sa.esvm_topk(Q, k, 2, query_labels=np.zeros(4, int), key_labels=kl, device="cpu")
 
 
 @pytest.mark.parametrize("f", FUNCS)
@@ -108,7 +114,7 @@ def test_bad_metric_and_device():
     with pytest.raises(ValueError, match=r"metric: expected one of \('cosine', 'ip', 'l2'\), got 'dot'"):
         sa.topk(Q, K, 1, metric="dot")
     with pytest.raises(ValueError, match="metric: expected one of"):
-        sa.topk(Q, K, 1, np.zeros(4, int))  # labels passed where the metric goes
+        sa.topk(Q, K, 1, metric=np.zeros(4, int))  # labels passed where the metric goes
     with pytest.raises(ValueError, match="device: expected one of"):
         sa.topk(Q, K, 1, device="gpu")
     with pytest.raises(ValueError, match="n_threads: expected a positive integer"):
@@ -117,20 +123,27 @@ def test_bad_metric_and_device():
         sa.topk(Q, K, 1, device="cpu", block_rows=0)
 
 
-@pytest.mark.parametrize("kw,exc,msg", [({"C": 0}, ValueError, "C: expected a positive"),
-                                        ({"C": float("nan")}, ValueError, "C: expected a positive"),
-                                        ({"loss": "log"}, ValueError, "loss: expected one of"),
-                                        ({"tol": -1}, ValueError, "tol: expected a positive"),
-                                        ({"max_iter": 1.5}, TypeError, "max_iter: expected a positive integer"),
-                                        ({"intercept_scaling": 0}, ValueError, "intercept_scaling"),
-                                        ({"seed": -1}, ValueError, "seed: expected a non-negative")])
+@pytest.mark.parametrize(
+    "kw,exc,msg",
+    [
+        ({"C": 0}, ValueError, "C: expected a positive"),
+        ({"C": float("nan")}, ValueError, "C: expected a positive"),
+        ({"loss": "log"}, ValueError, "loss: expected one of"),
+        ({"tol": -1}, ValueError, "tol: expected a positive"),
+        ({"max_iter": 1.5}, TypeError, "max_iter: expected a positive integer"),
+        ({"intercept_scaling": 0}, ValueError, "intercept_scaling"),
+        ({"seed": -1}, ValueError, "seed: expected a non-negative"),
+    ],
+)
 def test_esvm_parameters(kw, exc, msg):
     with pytest.raises(exc, match=msg):
         sa.esvm_topk(Q, K, 1, device="cpu", **kw)
 
 
 def test_empty_class_gives_padded_row_not_crash():
-    s, i = sa.topk(Q, K, 3, "ip", query_labels=np.array([0, 1, 2, 0]), key_labels=np.zeros(10, int), device="cpu")
+    s, i = sa.topk(
+        Q, K, 3, metric="ip", query_labels=np.array([0, 1, 2, 0]), key_labels=np.zeros(10, int), device="cpu"
+    )
     assert np.all(i[1:3] == -1) and np.all(np.isnan(s[1:3])) and np.all(i[[0, 3]] >= 0)
 
 

@@ -19,7 +19,9 @@ namespace simattr {
 // C_pos = C (n+1) / 2 and C_neg = C (n+1) / (2n).
 // Squared hinge: upper bound +inf and diagonal 1 / (2 C_i). Hinge: upper bound C_i, diagonal 0.
 // Slots: slot 0 is the positive (the query, y = +1), every other slot a negative (y = -1).
-SIMATTR_HD inline double slot_y(int64_t slot) { return slot == 0 ? 1.0 : -1.0; }
+SIMATTR_HD inline double slot_y(int64_t slot) {
+    return slot == 0 ? 1.0 : -1.0;
+}
 
 struct DcdConstants {
     double diag_pos, diag_neg;
@@ -78,8 +80,8 @@ SIMATTR_HD inline double dcd_step(double alpha, double G, double qd, double uppe
 
 // liblinear's sweep-end bookkeeping: after a sweep that did not meet the tolerance, the
 // shrinking thresholds become that sweep's extremes (or +-inf when they have the wrong sign).
-SIMATTR_HD inline void dcd_next_thresholds(double pg_max_new, double pg_min_new,
-                                           double* pg_max_old, double* pg_min_old) {
+SIMATTR_HD inline void dcd_next_thresholds(double pg_max_new, double pg_min_new, double* pg_max_old,
+                                           double* pg_min_old) {
     *pg_max_old = pg_max_new <= 0.0 ? 1e300 : pg_max_new;
     *pg_min_old = pg_min_new >= 0.0 ? -1e300 : pg_min_new;
 }

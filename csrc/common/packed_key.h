@@ -28,6 +28,8 @@ SIMATTR_HD inline float unpack_score(Key key) {
     return f;
 }
 
-SIMATTR_HD inline int64_t unpack_id(Key key) { return int64_t(key & 0xffffffffu); }
+SIMATTR_HD inline int64_t unpack_id(Key key) {
+    return int64_t(key & 0xffffffffu);
+}
 
 }  // namespace simattr

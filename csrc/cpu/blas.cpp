@@ -8,8 +8,8 @@ namespace simattr {
 
 namespace {
 // Portable fallback: cache-blocked, vectorisable inner loop over d.
-void gemm_abt_fallback(const float* a, int64_t lda, const float* b, int64_t ldb, float* out,
-                       int64_t ldo, int64_t m, int64_t n, int64_t d) {
+void gemm_abt_fallback(const float* a, int64_t lda, const float* b, int64_t ldb, float* out, int64_t ldo,
+                       int64_t m, int64_t n, int64_t d) {
     constexpr int64_t kTile = 64;
     for (int64_t i0 = 0; i0 < m; i0 += kTile) {
         const int64_t i1 = std::min(m, i0 + kTile);
@@ -31,8 +31,8 @@ void gemm_abt_fallback(const float* a, int64_t lda, const float* b, int64_t ldb,
 }  // namespace
 
 namespace {
-void gemm_abt_serial(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
-                     float* out, int64_t ldo, int64_t m, int64_t n, int64_t d) {
+void gemm_abt_serial(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb, float* out,
+                     int64_t ldo, int64_t m, int64_t n, int64_t d) {
     if (m == 0 || n == 0) return;
     if (sgemm == nullptr || d == 0) {
         if (d == 0) {
@@ -51,8 +51,8 @@ void gemm_abt_serial(SgemmFn sgemm, const float* a, int64_t lda, const float* b,
 }
 }  // namespace
 
-void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
-              float* out, int64_t ldo, int64_t m, int64_t n, int64_t d, int n_threads) {
+void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb, float* out,
+              int64_t ldo, int64_t m, int64_t n, int64_t d, int n_threads) {
     const int nt = resolve_threads(n_threads);
     // Column panels of at least 256 keys keep each thread's GEMM efficient.
     const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(nt, n / 256));

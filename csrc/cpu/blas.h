@@ -9,21 +9,19 @@
 namespace simattr {
 
 // Fortran BLAS sgemm: C = alpha * op(A) * op(B) + beta * C, column-major.
-using SgemmFn = void (*)(const char* transa, const char* transb, const int* m, const int* n,
-                         const int* k, const float* alpha, const float* a, const int* lda,
-                         const float* b, const int* ldb, const float* beta, float* c,
-                         const int* ldc);
+using SgemmFn = void (*)(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                         const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                         const float* beta, float* c, const int* ldc);
 
 // Fortran BLAS dgemm, same argument order in double precision.
-using DgemmFn = void (*)(const char* transa, const char* transb, const int* m, const int* n,
-                         const int* k, const double* alpha, const double* a, const int* lda,
-                         const double* b, const int* ldb, const double* beta, double* c,
-                         const int* ldc);
+using DgemmFn = void (*)(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                         const double* alpha, const double* a, const int* lda, const double* b,
+                         const int* ldb, const double* beta, double* c, const int* ldc);
 
 // LAPACK Cholesky factorisation and solve (Fortran dpotrf / dpotrs).
 using DpotrfFn = void (*)(const char* uplo, const int* n, double* a, const int* lda, int* info);
-using DpotrsFn = void (*)(const char* uplo, const int* n, const int* nrhs, const double* a,
-                          const int* lda, double* b, const int* ldb, int* info);
+using DpotrsFn = void (*)(const char* uplo, const int* n, const int* nrhs, const double* a, const int* lda,
+                          double* b, const int* ldb, int* info);
 
 // The BLAS / LAPACK routines the caller injects (any may be null: portable fallbacks are used).
 struct Blas {
@@ -44,7 +42,7 @@ void gram_aug(DgemmFn dgemm, const double* x, int64_t l, int64_t d, int64_t row0
 // The columns are split over n_threads threads (<= 0: all), each calling sgemm on its
 // share; the caller keeps the BLAS library itself single-threaded, so that BLAS worker
 // threads never spin against the core's own threads.
-void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb,
-              float* out, int64_t ldo, int64_t m, int64_t n, int64_t d, int n_threads);
+void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb, float* out,
+              int64_t ldo, int64_t m, int64_t n, int64_t d, int n_threads);
 
 }  // namespace simattr

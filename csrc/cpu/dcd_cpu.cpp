@@ -4,8 +4,8 @@
 #include <cmath>
 #include <vector>
 
-#include "cpu/newton.h"
 #include "common/simd.h"
+#include "cpu/newton.h"
 
 namespace simattr {
 
@@ -96,7 +96,9 @@ struct PrimalOracle {
     }
     SIMATTR_INLINE double margin(int64_t t) const { return dot_aug(w, ws.rows + t * ws.d, ws.d, ws.B); }
     SIMATTR_INLINE double qd(int64_t t) const { return norms[t]; }
-    SIMATTR_INLINE void update(int64_t t, double delta) { axpy_aug(w, delta, ws.rows + t * ws.d, ws.d, ws.B); }
+    SIMATTR_INLINE void update(int64_t t, double delta) {
+        axpy_aug(w, delta, ws.rows + t * ws.d, ws.d, ws.B);
+    }
 };
 
 struct GramOracle {

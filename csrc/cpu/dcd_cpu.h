@@ -3,8 +3,8 @@
 #pragma once
 #include <cstdint>
 
-#include "cpu/blas.h"
 #include "common/dcd_math.h"
+#include "cpu/blas.h"
 
 namespace simattr {
 

@@ -2,9 +2,9 @@
 #include <cmath>
 #include <vector>
 
+#include "common/parallel.h"
 #include "cpu/dcd_cpu.h"
 #include "cpu/esvm.h"
-#include "common/parallel.h"
 
 namespace simattr {
 
@@ -27,10 +27,10 @@ constexpr double kPruneGradient = 0.05;
 // One exemplar SVM. w has d + 1 entries: the last one multiplies the constant B.
 struct Svm {
     std::vector<double> w;
-    std::vector<double> alpha;    // [1 + ws.size()]: slot 0 the positive, slot t ws[t - 1]
-    std::vector<int64_t> ws;      // working set: key rows whose dual variable is tracked
-    std::vector<uint8_t> in_ws;   // [n] membership flags; key rows outside have alpha 0
-    std::vector<double> K;        // Gram matrix of the slots, valid for the first gram_l
+    std::vector<double> alpha;   // [1 + ws.size()]: slot 0 the positive, slot t ws[t - 1]
+    std::vector<int64_t> ws;     // working set: key rows whose dual variable is tracked
+    std::vector<uint8_t> in_ws;  // [n] membership flags; key rows outside have alpha 0
+    std::vector<double> K;       // Gram matrix of the slots, valid for the first gram_l
     int64_t gram_l = 0;
     int64_t iters = 0;
     double round_tol = 0.0;
@@ -83,7 +83,9 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
 
 // Dual gradient of a key row outside the working set (a negative with alpha 0), from its
 // decision value f = w.x + w_B B.
-inline double outside_gradient(float f) { return -double(f) - 1.0; }
+inline double outside_gradient(float f) {
+    return -double(f) - 1.0;
+}
 
 // Pool rows outside the working set whose gradient G = -f_i - 1 (alpha_i = 0) is below
 // `margin`, worst first, at most `budget` of them. f holds w.x_i + w_B B for every key row.
@@ -154,14 +156,14 @@ std::vector<int64_t> nearest(const float* f, int64_t n, int64_t count) {
 
 }  // namespace
 
-void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, int64_t ldk,
-               int64_t n, int64_t d, const int64_t* key_ids, const int64_t* query_ids,
-               const EsvmParams& params, const Blas& blas, TopkAccumulator& acc, int64_t row0,
-               int64_t* n_iter, uint8_t* converged) {
+void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, int64_t ldk, int64_t n,
+               int64_t d, const int64_t* key_ids, const int64_t* query_ids, const EsvmParams& params,
+               const Blas& blas, TopkAccumulator& acc, int64_t row0, int64_t* n_iter, uint8_t* converged) {
     if (m == 0 || n == 0) return;
     const int nt = params.n_threads;
-    const Problem P{keys, ldk, n, d, params.intercept_scaling,
-                    dcd_constants(params.C, n, params.squared_hinge), &params, &blas};
+    const Problem P{
+        keys,    ldk,  n, d, params.intercept_scaling, dcd_constants(params.C, n, params.squared_hinge),
+        &params, &blas};
     double max_norm = 0.0;
     for (int64_t i = 0; i < n; ++i) {
         double s = 0.0;

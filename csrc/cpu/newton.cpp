@@ -58,8 +58,8 @@ double max_pg(const double* alpha, const std::vector<double>& g, int64_t l, cons
 
 }  // namespace
 
-bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdConstants& dc,
-                       double* alpha, std::vector<double>& g) {
+bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdConstants& dc, double* alpha,
+                       std::vector<double>& g) {
     constexpr int64_t kMaxActive = 2048;
     constexpr int kMaxSteps = 4;
     std::vector<uint8_t> in(size_t(l), 0);
@@ -76,8 +76,8 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
         x.assign(size_t(n), 1.0);
         for (int64_t a = 0; a < n; ++a)
             for (int64_t b = 0; b <= a; ++b)
-                M[a * n + b] = slot_y(A[a]) * slot_y(A[b]) * K[A[a] * l + A[b]] +
-                               (a == b ? dc.diag(A[a]) : 0.0);
+                M[a * n + b] =
+                    slot_y(A[a]) * slot_y(A[b]) * K[A[a] * l + A[b]] + (a == b ? dc.diag(A[a]) : 0.0);
         if (!cholesky_solve(blas, M, n, x)) return false;
         // Coordinates the solve drives negative leave the active set (their alpha is 0).
         bool negative = false;
@@ -98,8 +98,7 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
                 grew = true;
             }
         if (grew) continue;
-        if (max_pg(alpha2.data(), g2, l, dc) >= max_pg(alpha, g, l, dc))
-            return false;
+        if (max_pg(alpha2.data(), g2, l, dc) >= max_pg(alpha, g, l, dc)) return false;
         std::copy(alpha2.begin(), alpha2.end(), alpha);
         g.swap(g2);
         return true;

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "cpu/blas.h"
 #include "common/dcd_math.h"
+#include "cpu/blas.h"
 
 namespace simattr {
 
@@ -20,7 +20,7 @@ namespace simattr {
 // reduces the largest projected gradient; otherwise leaves them unchanged. Returns whether
 // the step was taken.
 // blas.dpotrf / dpotrs factor the system when given (a blocked LAPACK Cholesky).
-bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdConstants& dc,
-                       double* alpha, std::vector<double>& g);
+bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdConstants& dc, double* alpha,
+                       std::vector<double>& g);
 
 }  // namespace simattr

@@ -8,9 +8,9 @@
 #include <memory>
 #include <vector>
 
-#include "cpu/blas.h"
 #include "common/packed_key.h"
 #include "common/views.h"
+#include "cpu/blas.h"
 
 namespace simattr {
 
@@ -27,8 +27,8 @@ public:
 
     // Offers scores[r, c] (row-major, row stride ld) for accumulator rows row0 .. row0+nrows
     // with key ids ids[c], c < ncols. Rows are processed in parallel on n_threads threads.
-    void push(int64_t row0, int64_t nrows, const float* scores, int64_t ld, const int64_t* ids,
-              int64_t ncols, int n_threads);
+    void push(int64_t row0, int64_t nrows, const float* scores, int64_t ld, const int64_t* ids, int64_t ncols,
+              int n_threads);
 
     // Writes the best k per row, best first, into out_scores / out_ids (row-major, k per
     // row): accumulator row r goes to output row row_map[r], or r when row_map is null.
@@ -61,8 +61,8 @@ private:
 // Metric::IP and Metric::Cosine score q.x (cosine expects normalised rows);
 // Metric::L2 scores 2 q.x - |x|^2, which ranks like -|q - x|^2.
 // Accumulator rows row0 .. row0+nq receive the scores. Uses a bounded scratch tile.
-void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
-          int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
-          SgemmFn sgemm, TopkAccumulator& acc, int64_t row0, int n_threads);
+void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
+          int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, SgemmFn sgemm,
+          TopkAccumulator& acc, int64_t row0, int n_threads);
 
 }  // namespace simattr

@@ -9,8 +9,12 @@
 namespace simattr {
 
 TopkAccumulator::TopkAccumulator(int64_t nq, int64_t k)
-    : nq_(nq), k_(k), cap_(2 * k), buf_(new Key[static_cast<size_t>(nq * 2 * k)]),
-      count_(static_cast<size_t>(nq), 0), worst_(static_cast<size_t>(nq), ~Key(0)),
+    : nq_(nq),
+      k_(k),
+      cap_(2 * k),
+      buf_(new Key[static_cast<size_t>(nq * 2 * k)]),
+      count_(static_cast<size_t>(nq), 0),
+      worst_(static_cast<size_t>(nq), ~Key(0)),
       worst_score_(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity()) {}
 
 // Empties a full reservoir down to (a little more than) its best k. The cut is estimated
@@ -128,14 +132,12 @@ SIMATTR_CLONES void TopkAccumulator::push_row(int64_t row, const float* s, const
     count_[row] = cnt;
 }
 
-void TopkAccumulator::push(int64_t row0, int64_t nrows, const float* scores, int64_t ld,
-                           const int64_t* ids, int64_t ncols, int n_threads) {
-    parallel_for(nrows, n_threads,
-                 [&](int64_t r) { push_row(row0 + r, scores + r * ld, ids, ncols); });
+void TopkAccumulator::push(int64_t row0, int64_t nrows, const float* scores, int64_t ld, const int64_t* ids,
+                           int64_t ncols, int n_threads) {
+    parallel_for(nrows, n_threads, [&](int64_t r) { push_row(row0 + r, scores + r * ld, ids, ncols); });
 }
 
-void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, const int64_t* row_map,
-                               int n_threads) {
+void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, const int64_t* row_map, int n_threads) {
     parallel_for(nq_, n_threads, [&](int64_t row) {
         Key* b = buf_.get() + row * cap_;
         const int64_t n = std::min(count_[row], k_);
@@ -186,7 +188,8 @@ const float* score_tile(SgemmFn sgemm, const float* queries, int64_t ldq, int64_
     tb.scores.resize(size_t(kQueryTile * kKeyTile));
     if (qn < kQueryTile) {
         tb.q.assign(size_t(kQueryTile * d), 0.f);
-        for (int64_t r = 0; r < qn; ++r) std::copy(queries + r * ldq, queries + r * ldq + d, tb.q.data() + r * d);
+        for (int64_t r = 0; r < qn; ++r)
+            std::copy(queries + r * ldq, queries + r * ldq + d, tb.q.data() + r * d);
         queries = tb.q.data();
         ldq = d;
     }
@@ -202,9 +205,9 @@ const float* score_tile(SgemmFn sgemm, const float* queries, int64_t ldq, int64_
 
 }  // namespace
 
-void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
-          int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
-          SgemmFn sgemm, TopkAccumulator& acc, int64_t row0, int n_threads) {
+void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
+          int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, SgemmFn sgemm,
+          TopkAccumulator& acc, int64_t row0, int n_threads) {
     const int nt = resolve_threads(n_threads);
     const int64_t n_qtiles = (nq + kQueryTile - 1) / kQueryTile;
     const int64_t n_ktiles = (nb + kKeyTile - 1) / kKeyTile;
@@ -216,8 +219,8 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
             const int64_t q0 = t * kQueryTile, qn = std::min(kQueryTile, nq - q0);
             for (int64_t k0 = 0; k0 < nb; k0 += kKeyTile) {
                 const int64_t kn = std::min(kKeyTile, nb - k0);
-                float* tile = const_cast<float*>(score_tile(sgemm, queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk,
-                                                            kn, d, tb));
+                float* tile = const_cast<float*>(
+                    score_tile(sgemm, queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk, kn, d, tb));
                 if (metric == Metric::L2) to_l2(tile, qn, kKeyTile, key_sq_norms + k0, kn);
                 acc.push(row0 + q0, qn, tile, kKeyTile, ids + k0, kn, 1);
             }
@@ -236,9 +239,11 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
             parallel_for(nt_here, nt, [&](int64_t j) {
                 thread_local TileBuffers tb;
                 const int64_t k0 = (t0 + j) * kKeyTile, kn = std::min(kKeyTile, nb - k0);
-                const float* tile = score_tile(sgemm, queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk, kn, d, tb);
+                const float* tile =
+                    score_tile(sgemm, queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk, kn, d, tb);
                 for (int64_t r = 0; r < qn; ++r)
-                    std::copy(tile + r * kKeyTile, tile + r * kKeyTile + kKeyTile, strip + r * ld + j * kKeyTile);
+                    std::copy(tile + r * kKeyTile, tile + r * kKeyTile + kKeyTile,
+                              strip + r * ld + j * kKeyTile);
             });
             const int64_t k0 = t0 * kKeyTile, kn = std::min(nt_here * kKeyTile, nb - k0);
             if (metric == Metric::L2) {

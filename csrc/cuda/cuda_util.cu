@@ -29,7 +29,9 @@ int device_count() {
     return n;
 }
 
-std::string last_error() { return g_last_error; }
+std::string last_error() {
+    return g_last_error;
+}
 
 void* device_alloc(size_t bytes) {
     void* p = nullptr;
@@ -38,7 +40,9 @@ void* device_alloc(size_t bytes) {
     return p;
 }
 
-void device_free(void* p) { cudaFree(p); }
+void device_free(void* p) {
+    cudaFree(p);
+}
 
 void copy_to_device(void* dst, const void* src, size_t bytes) {
     check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy host->device");

@@ -14,8 +14,7 @@ namespace {
 constexpr unsigned kFull = 0xffffffffu;
 
 __device__ __forceinline__ float load(const void* p, DType t, int64_t i) {
-    return t == DType::F32 ? static_cast<const float*>(p)[i]
-                           : __half2float(static_cast<const __half*>(p)[i]);
+    return t == DType::F32 ? static_cast<const float*>(p)[i] : __half2float(static_cast<const __half*>(p)[i]);
 }
 
 // Warp dot product of w (shared, d + 1 doubles) with the augmented row [x, B]; the sum is
@@ -50,11 +49,11 @@ struct SolveArgs {
     DcdConstants dc;
     double B, tol;
     int64_t max_iter;
-    double* alpha;          // [m, n + 1]: slot 0 the positive, slot 1 + i key row i
-    int* index;             // [m, n + 1]
-    float* f;               // [m, n] decision values out
-    int64_t* iters;         // [m]
-    int* converged;         // [m]
+    double* alpha;   // [m, n + 1]: slot 0 the positive, slot 1 + i key row i
+    int* index;      // [m, n + 1]
+    float* f;        // [m, n] decision values out
+    int64_t* iters;  // [m]
+    int* converged;  // [m]
 };
 
 // One warp per query. Lane 0 owns the permutation; every lane holds the same scalars.
@@ -148,8 +147,8 @@ __global__ void solve(SolveArgs a) {
     }
 }
 
-__global__ void key_qd(const void* x, DType t, const int64_t* rows, int64_t n, int64_t d,
-                        double add, double* out) {
+__global__ void key_qd(const void* x, DType t, const int64_t* rows, int64_t n, int64_t d, double add,
+                       double* out) {
     const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (i >= n) return;
@@ -164,16 +163,18 @@ __global__ void key_qd(const void* x, DType t, const int64_t* rows, int64_t n, i
 
 }  // namespace
 
-void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, int64_t m,
-               const void* keys, DType ktype, const int64_t* key_rows, int64_t n, int64_t d,
-               const int64_t* query_ids, const EsvmParams& p, TopkAccumulatorCuda& acc,
-               int64_t row0, int64_t* n_iter, uint8_t* converged) {
+void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, int64_t m, const void* keys,
+               DType ktype, const int64_t* key_rows, int64_t n, int64_t d, const int64_t* query_ids,
+               const EsvmParams& p, TopkAccumulatorCuda& acc, int64_t row0, int64_t* n_iter,
+               uint8_t* converged) {
     if (m == 0 || n == 0) return;
-    if (n > acc.max_cols()) throw std::invalid_argument("esvm_topk (cuda): keys larger than the accumulator's max_cols");
+    if (n > acc.max_cols())
+        throw std::invalid_argument("esvm_topk (cuda): keys larger than the accumulator's max_cols");
     if (n >= (int64_t(1) << 31)) throw std::invalid_argument("esvm_topk (cuda): keys must have < 2^31 rows");
     int dev = 0, smem_max = 0;
     check(cudaGetDevice(&dev), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
+          "cudaDeviceGetAttribute");
     const size_t per_warp = sizeof(double) * size_t(d + 1);
     if (per_warp > size_t(smem_max))
         throw std::invalid_argument("esvm_topk (cuda): d too large for one warp's weights in shared memory");
@@ -192,10 +193,28 @@ void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, int6
     DeviceBuffer<float> f(size_t(m * n));
     DeviceBuffer<int64_t> iters(m);
     key_qd<<<int((n + 7) / 8), 256>>>(keys, ktype, key_rows, n, d,
-                                       p.intercept_scaling * p.intercept_scaling + dc.diag_neg, qd.get());
+                                      p.intercept_scaling * p.intercept_scaling + dc.diag_neg, qd.get());
     check(cudaGetLastError(), "esvm keys norms");
-    SolveArgs a{queries, qtype, query_rows, m, keys, ktype, key_rows, n, d, d_seeds.get(), qd.get(), dc,
-                p.intercept_scaling, p.tol, p.max_iter, alpha.get(), index.get(), f.get(), iters.get(), conv.get()};
+    SolveArgs a{queries,
+                qtype,
+                query_rows,
+                m,
+                keys,
+                ktype,
+                key_rows,
+                n,
+                d,
+                d_seeds.get(),
+                qd.get(),
+                dc,
+                p.intercept_scaling,
+                p.tol,
+                p.max_iter,
+                alpha.get(),
+                index.get(),
+                f.get(),
+                iters.get(),
+                conv.get()};
     solve<<<int((m + warps - 1) / warps), 32 * warps, smem>>>(a);
     check(cudaGetLastError(), "esvm solve kernel");
     acc.push_scores(f.get(), row0, m, n, key_rows);

@@ -4,8 +4,8 @@
 #include <cstdint>
 
 #include "common/esvm_params.h"
-#include "cuda/topk_cuda.h"
 #include "common/views.h"
+#include "cuda/topk_cuda.h"
 
 namespace simattr::cuda {
 
@@ -14,9 +14,9 @@ namespace simattr::cuda {
 // query_ids [m] (host) seed the permutations. Decision values over the keys are offered to
 // acc rows row0..row0+m with ids key_rows (so acc.max_cols() >= n).
 // n_iter [m], converged [m]: host outputs.
-void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, int64_t m,
-               const void* keys, DType ktype, const int64_t* key_rows, int64_t n, int64_t d,
-               const int64_t* query_ids, const EsvmParams& params, TopkAccumulatorCuda& acc,
-               int64_t row0, int64_t* n_iter, uint8_t* converged);
+void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, int64_t m, const void* keys,
+               DType ktype, const int64_t* key_rows, int64_t n, int64_t d, const int64_t* query_ids,
+               const EsvmParams& params, TopkAccumulatorCuda& acc, int64_t row0, int64_t* n_iter,
+               uint8_t* converged);
 
 }  // namespace simattr::cuda

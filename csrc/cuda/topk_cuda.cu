@@ -1,5 +1,5 @@
-#include <cub/device/device_segmented_sort.cuh>
 #include <cuda_fp16.h>
+#include <cub/device/device_segmented_sort.cuh>
 
 #include <limits>
 #include <stdexcept>
@@ -12,13 +12,12 @@ namespace simattr::cuda {
 
 namespace {
 
-constexpr int kTile = 64;     // queries and keys per block tile
-constexpr int kDepth = 16;    // feature columns per shared-memory step
-constexpr int kThreads = 256; // 16 x 16 threads, 4 x 4 outputs each
+constexpr int kTile = 64;      // queries and keys per block tile
+constexpr int kDepth = 16;     // feature columns per shared-memory step
+constexpr int kThreads = 256;  // 16 x 16 threads, 4 x 4 outputs each
 
 __device__ __forceinline__ float load(const void* p, DType t, int64_t i) {
-    return t == DType::F32 ? static_cast<const float*>(p)[i]
-                           : __half2float(static_cast<const __half*>(p)[i]);
+    return t == DType::F32 ? static_cast<const float*>(p)[i] : __half2float(static_cast<const __half*>(p)[i]);
 }
 
 __device__ __forceinline__ void offer(unsigned long long key, int64_t row, int64_t cap,
@@ -42,10 +41,9 @@ __global__ void sq_norms(const void* x, DType t, int64_t n, int64_t d, float* ou
     if (threadIdx.x == 0) out[r] = s;
 }
 
-__global__ void fused_scores(const void* q, DType qt, const void* k, DType kt, int64_t nq,
-                             int64_t nb, int64_t d, int64_t id0, Metric metric,
-                             const float* qsq, const float* ksq, const int64_t* qlab,
-                             const int64_t* klab, int64_t cap, unsigned long long* buf,
+__global__ void fused_scores(const void* q, DType qt, const void* k, DType kt, int64_t nq, int64_t nb,
+                             int64_t d, int64_t id0, Metric metric, const float* qsq, const float* ksq,
+                             const int64_t* qlab, const int64_t* klab, int64_t cap, unsigned long long* buf,
                              unsigned int* count, const unsigned long long* thresh) {
     __shared__ float qs[kDepth][kTile + 1];
     __shared__ float ks[kDepth][kTile + 1];
@@ -96,8 +94,8 @@ __global__ void fused_scores(const void* q, DType qt, const void* k, DType kt, i
 }
 
 __global__ void offer_scores(const float* scores, int64_t row0, int64_t nrows, int64_t ncols,
-                             const int64_t* ids, int64_t cap, unsigned long long* buf,
-                             unsigned int* count, const unsigned long long* thresh) {
+                             const int64_t* ids, int64_t cap, unsigned long long* buf, unsigned int* count,
+                             const unsigned long long* thresh) {
     const int64_t r = blockIdx.y;
     if (r >= nrows) return;
     for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < ncols;
@@ -105,8 +103,7 @@ __global__ void offer_scores(const float* scores, int64_t row0, int64_t nrows, i
         offer(pack(scores[r * ncols + c], ids[c]), row0 + r, cap, buf, count, thresh);
 }
 
-__global__ void segment_bounds(const unsigned int* count, int64_t nq, int64_t cap, int* begin,
-                               int* end) {
+__global__ void segment_bounds(const unsigned int* count, int64_t nq, int64_t cap, int* begin, int* end) {
     const int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
     if (r >= nq) return;
     begin[r] = int(r * cap);
@@ -115,8 +112,7 @@ __global__ void segment_bounds(const unsigned int* count, int64_t nq, int64_t ca
 
 // After the sort: keep the best k per row and make the k-th the row's threshold.
 __global__ void keep_best(const unsigned long long* sorted, int64_t nq, int64_t cap, int64_t k,
-                          unsigned long long* buf, unsigned int* count,
-                          unsigned long long* thresh) {
+                          unsigned long long* buf, unsigned int* count, unsigned long long* thresh) {
     const int64_t r = blockIdx.x;
     const int64_t n = count[r];
     const int64_t keep = n < k ? n : k;
@@ -127,8 +123,8 @@ __global__ void keep_best(const unsigned long long* sorted, int64_t nq, int64_t 
     }
 }
 
-__global__ void decode_rows(const unsigned long long* buf, const unsigned int* count, int64_t cap,
-                            int64_t k, float* scores, int64_t* ids) {
+__global__ void decode_rows(const unsigned long long* buf, const unsigned int* count, int64_t cap, int64_t k,
+                            float* scores, int64_t* ids) {
     const int64_t r = blockIdx.x;
     const int64_t n = count[r];
     for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
@@ -148,15 +144,19 @@ __global__ void fill_u64(unsigned long long* p, int64_t n, unsigned long long v)
     if (i < n) p[i] = v;
 }
 
-int blocks_for(int64_t n, int threads) { return int((n + threads - 1) / threads); }
+int blocks_for(int64_t n, int threads) {
+    return int((n + threads - 1) / threads);
+}
 
 }  // namespace
 
 TopkAccumulatorCuda::TopkAccumulatorCuda(int64_t nq, int64_t k, int64_t max_cols)
     : nq_(nq), k_(k), max_cols_(max_cols), cap_(k + max_cols) {
-    if (nq <= 0 || k <= 0 || max_cols <= 0) throw std::invalid_argument("TopkAccumulatorCuda: sizes must be positive");
+    if (nq <= 0 || k <= 0 || max_cols <= 0)
+        throw std::invalid_argument("TopkAccumulatorCuda: sizes must be positive");
     if (nq * cap_ >= (int64_t(1) << 31))
-        throw std::invalid_argument("TopkAccumulatorCuda: nq * (k + max_cols) must be < 2^31; use fewer queries per call");
+        throw std::invalid_argument(
+            "TopkAccumulatorCuda: nq * (k + max_cols) must be < 2^31; use fewer queries per call");
     buf_.reset(size_t(nq * cap_));
     sorted_.reset(size_t(nq * cap_));
     thresh_.reset(size_t(nq));
@@ -171,20 +171,20 @@ TopkAccumulatorCuda::TopkAccumulatorCuda(int64_t nq, int64_t k, int64_t max_cols
 void TopkAccumulatorCuda::compact() {
     segment_bounds<<<blocks_for(nq_, 256), 256>>>(count_.get(), nq_, cap_, begin_.get(), end_.get());
     size_t bytes = 0;
-    check(cub::DeviceSegmentedSort::SortKeys(nullptr, bytes, buf_.get(), sorted_.get(),
-                                             int(nq_ * cap_), int(nq_), begin_.get(), end_.get()),
+    check(cub::DeviceSegmentedSort::SortKeys(nullptr, bytes, buf_.get(), sorted_.get(), int(nq_ * cap_),
+                                             int(nq_), begin_.get(), end_.get()),
           "cub segmented sort (size)");
     temp_.reset(bytes);
-    check(cub::DeviceSegmentedSort::SortKeys(temp_.get(), bytes, buf_.get(), sorted_.get(),
-                                             int(nq_ * cap_), int(nq_), begin_.get(), end_.get()),
+    check(cub::DeviceSegmentedSort::SortKeys(temp_.get(), bytes, buf_.get(), sorted_.get(), int(nq_ * cap_),
+                                             int(nq_), begin_.get(), end_.get()),
           "cub segmented sort");
     keep_best<<<int(nq_), 256>>>(sorted_.get(), nq_, cap_, k_, buf_.get(), count_.get(), thresh_.get());
     check(cudaGetLastError(), "top-k compaction");
 }
 
-void TopkAccumulatorCuda::topk(const void* queries, DType qtype, const void* keys, DType ktype,
-                               int64_t nb, int64_t d, int64_t id0, Metric metric,
-                               const int64_t* query_labels, const int64_t* key_labels) {
+void TopkAccumulatorCuda::topk(const void* queries, DType qtype, const void* keys, DType ktype, int64_t nb,
+                               int64_t d, int64_t id0, Metric metric, const int64_t* query_labels,
+                               const int64_t* key_labels) {
     if (nb > max_cols_) throw std::invalid_argument("TopkAccumulatorCuda::topk: more keys than max_cols");
     if (nb == 0) return;
     qnorm_.reset(size_t(nq_));
@@ -193,19 +193,21 @@ void TopkAccumulatorCuda::topk(const void* queries, DType qtype, const void* key
     sq_norms<<<blocks_for(nq_, 8), nthreads>>>(queries, qtype, nq_, d, qnorm_.get());
     sq_norms<<<blocks_for(nb, 8), nthreads>>>(keys, ktype, nb, d, knorm_.get());
     const dim3 grid(unsigned(blocks_for(nb, kTile)), unsigned(blocks_for(nq_, kTile)));
-    fused_scores<<<grid, kThreads>>>(queries, qtype, keys, ktype, nq_, nb, d, id0, metric,
-                                     qnorm_.get(), knorm_.get(), query_labels, key_labels, cap_,
-                                     buf_.get(), count_.get(), thresh_.get());
+    fused_scores<<<grid, kThreads>>>(queries, qtype, keys, ktype, nq_, nb, d, id0, metric, qnorm_.get(),
+                                     knorm_.get(), query_labels, key_labels, cap_, buf_.get(), count_.get(),
+                                     thresh_.get());
     check(cudaGetLastError(), "fused top-k kernel");
     compact();
 }
 
-void TopkAccumulatorCuda::push_scores(const float* scores, int64_t row0, int64_t nrows,
-                                      int64_t ncols, const int64_t* ids) {
-    if (ncols > max_cols_) throw std::invalid_argument("TopkAccumulatorCuda::push_scores: more columns than max_cols");
+void TopkAccumulatorCuda::push_scores(const float* scores, int64_t row0, int64_t nrows, int64_t ncols,
+                                      const int64_t* ids) {
+    if (ncols > max_cols_)
+        throw std::invalid_argument("TopkAccumulatorCuda::push_scores: more columns than max_cols");
     if (nrows == 0 || ncols == 0) return;
     const dim3 grid(unsigned(std::min<int64_t>(blocks_for(ncols, 256), 1024)), unsigned(nrows));
-    offer_scores<<<grid, 256>>>(scores, row0, nrows, ncols, ids, cap_, buf_.get(), count_.get(), thresh_.get());
+    offer_scores<<<grid, 256>>>(scores, row0, nrows, ncols, ids, cap_, buf_.get(), count_.get(),
+                                thresh_.get());
     check(cudaGetLastError(), "offer scores kernel");
     compact();
 }

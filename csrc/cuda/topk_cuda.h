@@ -6,8 +6,8 @@
 #pragma once
 #include <cstdint>
 
-#include "cuda/cuda_util.h"
 #include "common/views.h"
+#include "cuda/cuda_util.h"
 
 namespace simattr::cuda {
 
@@ -26,14 +26,12 @@ public:
     // Metric::Cosine normalises inside (zero rows score 0); L2 offers 2 q.x - |x|^2.
     // query_labels [nq] / key_labels [nb] (device int64, both or neither): only equal
     // labels are offered.
-    void topk(const void* queries, DType qtype, const void* keys, DType ktype, int64_t nb,
-              int64_t d, int64_t id0, Metric metric, const int64_t* query_labels,
-              const int64_t* key_labels);
+    void topk(const void* queries, DType qtype, const void* keys, DType ktype, int64_t nb, int64_t d,
+              int64_t id0, Metric metric, const int64_t* query_labels, const int64_t* key_labels);
 
     // Offers precomputed scores [nrows, ncols] (device float32, row-major) to rows
     // row0..row0+nrows with ids ids[c] (device int64). ncols <= max_cols.
-    void push_scores(const float* scores, int64_t row0, int64_t nrows, int64_t ncols,
-                     const int64_t* ids);
+    void push_scores(const float* scores, int64_t row0, int64_t nrows, int64_t ncols, const int64_t* ids);
 
     // Best k per row, best first, into host buffers [nq, k]; padding score NaN, id -1.
     void finalize(float* host_scores, int64_t* host_ids);

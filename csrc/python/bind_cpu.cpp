@@ -51,8 +51,8 @@ void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I6
     }
     require(metric != Metric::L2 || sq != nullptr, "topk: L2 needs key_sq_norms");
     py::gil_scoped_release nogil;
-    topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, metric,
-         g_blas.sgemm, acc, row0, n_threads);
+    topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, metric, g_blas.sgemm, acc, row0,
+         n_threads);
 }
 
 py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {
@@ -72,7 +72,8 @@ void finalize_into_py(TopkAccumulator& acc, F32& scores, I64& ids, const I64& ro
             "finalize_into: shape mismatch");
     const int64_t n_out = scores.shape(0);
     const int64_t* map = row_map.data();
-    for (int64_t r = 0; r < acc.rows(); ++r) require(map[r] >= 0 && map[r] < n_out, "finalize_into: row_map out of range");
+    for (int64_t r = 0; r < acc.rows(); ++r)
+        require(map[r] >= 0 && map[r] < n_out, "finalize_into: row_map out of range");
     py::gil_scoped_release nogil;
     acc.finalize(scores.mutable_data(), ids.mutable_data(), map, n_threads);
 }
@@ -90,8 +91,8 @@ py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys
     py::array_t<uint8_t> converged({m});
     {
         py::gil_scoped_release nogil;
-        esvm_topk(queries.data(), d, m, keys.data(), d, n, d, key_ids.data(), query_ids.data(), p,
-                  g_blas, acc, row0, n_iter.mutable_data(), converged.mutable_data());
+        esvm_topk(queries.data(), d, m, keys.data(), d, n, d, key_ids.data(), query_ids.data(), p, g_blas,
+                  acc, row0, n_iter.mutable_data(), converged.mutable_data());
     }
     return py::make_tuple(n_iter, converged);
 }

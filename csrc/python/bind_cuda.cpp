@@ -21,7 +21,8 @@ namespace {
 class DeviceArray {
 public:
     explicit DeviceArray(const py::array& host) {
-        if (!(host.flags() & py::array::c_style)) throw std::invalid_argument("DeviceArray: host array must be C-contiguous");
+        if (!(host.flags() & py::array::c_style))
+            throw std::invalid_argument("DeviceArray: host array must be C-contiguous");
         bytes_ = size_t(host.nbytes());
         buf_.reset(bytes_);
         py::gil_scoped_release nogil;
@@ -36,7 +37,9 @@ private:
 };
 
 template <class T>
-const T* as_ptr(uintptr_t p) { return reinterpret_cast<const T*>(p); }
+const T* as_ptr(uintptr_t p) {
+    return reinterpret_cast<const T*>(p);
+}
 
 py::tuple finalize_py(TopkAccumulatorCuda& acc) {
     py::array_t<float> s({acc.rows(), acc.k()});
@@ -60,15 +63,16 @@ py::tuple esvm_topk_py(TopkAccumulatorCuda& acc, uintptr_t queries, DType qtype,
                        int64_t m, uintptr_t keys, DType ktype, uintptr_t key_rows, int64_t n, int64_t d,
                        py::array_t<int64_t, py::array::c_style> query_ids, double C, bool squared_hinge,
                        double intercept_scaling, double tol, int64_t max_iter, uint64_t seed, int64_t row0) {
-    if (query_ids.ndim() != 1 || query_ids.shape(0) != m) throw std::invalid_argument("esvm_topk: query_ids must have m entries");
+    if (query_ids.ndim() != 1 || query_ids.shape(0) != m)
+        throw std::invalid_argument("esvm_topk: query_ids must have m entries");
     const EsvmParams p = esvm_params(C, squared_hinge, intercept_scaling, tol, max_iter, seed);
     py::array_t<int64_t> n_iter({m});
     py::array_t<uint8_t> converged({m});
     {
         py::gil_scoped_release nogil;
-        cuda::esvm_topk(as_ptr<void>(queries), qtype, as_ptr<int64_t>(query_rows), m, as_ptr<void>(keys), ktype,
-                        as_ptr<int64_t>(key_rows), n, d, query_ids.data(), p, acc, row0, n_iter.mutable_data(),
-                        converged.mutable_data());
+        cuda::esvm_topk(as_ptr<void>(queries), qtype, as_ptr<int64_t>(query_rows), m, as_ptr<void>(keys),
+                        ktype, as_ptr<int64_t>(key_rows), n, d, query_ids.data(), p, acc, row0,
+                        n_iter.mutable_data(), converged.mutable_data());
     }
     return py::make_tuple(n_iter, converged);
 }
@@ -83,7 +87,9 @@ PYBIND11_MODULE(_cuda, m) {
         .value("cosine", Metric::Cosine)
         .value("ip", Metric::IP)
         .value("l2", Metric::L2);
-    py::enum_<DType>(m, "DType", py::module_local()).value("float32", DType::F32).value("float16", DType::F16);
+    py::enum_<DType>(m, "DType", py::module_local())
+        .value("float32", DType::F32)
+        .value("float16", DType::F16);
     m.def("device_count", &cuda::device_count);
     m.def("last_error", &cuda::last_error);
     py::class_<DeviceArray>(m, "DeviceArray")
@@ -101,5 +107,6 @@ PYBIND11_MODULE(_cuda, m) {
     m.def("esvm_topk", &esvm_topk_py, py::arg("acc"), py::arg("queries"), py::arg("qtype"),
           py::arg("query_rows"), py::arg("m"), py::arg("keys"), py::arg("ktype"), py::arg("key_rows"),
           py::arg("n"), py::arg("d"), py::arg("query_ids"), py::arg("C"), py::arg("squared_hinge"),
-          py::arg("intercept_scaling"), py::arg("tol"), py::arg("max_iter"), py::arg("seed"), py::arg("row0"));
+          py::arg("intercept_scaling"), py::arg("tol"), py::arg("max_iter"), py::arg("seed"),
+          py::arg("row0"));
 }

@@ -2,6 +2,7 @@
 ``__cuda_array_interface__`` or DLPack. Host arrays stay NumPy views (never copied here);
 device arrays are described by their pointer, shape and dtype.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -39,13 +40,10 @@ def _from_cai(name: str, obj, cai: dict) -> Matrix:
     dtype = _CAI_DTYPES.get(typestr)
     if dtype is None:
         raise TypeError(
-            f"{name}: expected dtype float32 or float16, got {np.dtype(typestr)}; "
-            f"convert with {name}.float()"
+            f"{name}: expected dtype float32 or float16, got {np.dtype(typestr)}; convert with {name}.float()"
         )
     strides = cai.get("strides")
-    contiguous = strides is None or (
-        len(shape) == 2 and tuple(strides) == (shape[1] * dtype.itemsize, dtype.itemsize)
-    )
+    contiguous = strides is None or (len(shape) == 2 and tuple(strides) == (shape[1] * dtype.itemsize, dtype.itemsize))
     rows, dim = check_matrix(name, shape, dtype, contiguous)
     return Matrix(name, rows, dim, dtype, device_ptr=int(cai["data"][0]), device_obj=obj)
 
@@ -87,8 +85,7 @@ def as_matrix(name: str, x) -> Matrix:
             x = np.asarray(x)
         else:
             raise TypeError(
-                f"{name}: expected a NumPy array, memmap, torch tensor or cupy array, "
-                f"got {type(x).__name__}"
+                f"{name}: expected a NumPy array, memmap, torch tensor or cupy array, got {type(x).__name__}"
             )
     rows, dim = check_matrix(name, x.shape, x.dtype, x.flags.c_contiguous)
     return Matrix(name, rows, dim, x.dtype, host=x)

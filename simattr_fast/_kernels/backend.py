@@ -2,18 +2,19 @@
 was found). Asking for a backend that cannot run raises, naming the reason; nothing falls
 back silently.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
-from functools import lru_cache
+from functools import cache
 
 from . import _cpu
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu():
     """The CPU module, wired to SciPy's BLAS and LAPACK (sgemm, dgemm, dpotrf, dpotrs): the
     same tuned routines SciPy uses, with no BLAS dependency at build time."""
@@ -24,7 +25,7 @@ def cpu():
     return _cpu
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cuda_status():
     """Returns (module or None, reason it cannot be used or '')."""
     try:
@@ -61,8 +62,7 @@ def resolve_device(device, any_input_on_gpu: bool) -> str:
         cuda()  # raises with the reason when the backend cannot run
     if device == "cpu" and any_input_on_gpu:
         raise ValueError(
-            "device: 'cpu' was requested but an input lives on a CUDA device; move it with "
-            ".cpu() or use device='cuda'"
+            "device: 'cpu' was requested but an input lives on a CUDA device; move it with .cpu() or use device='cuda'"
         )
     return device
 

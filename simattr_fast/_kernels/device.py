@@ -1,11 +1,13 @@
 """Helpers for inputs that already live on a CUDA device (torch or cupy arrays) and for
 uploading host arrays. Only used on the CUDA path."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from .arrays import Matrix, release_pages
 from .stream import check_finite
+
 
 def _as_torch(obj):
     import torch
@@ -27,9 +29,7 @@ def check_finite_device(M: Matrix) -> None:
 
     bad = (~torch.isfinite(_as_torch(M.device_obj)).all(dim=1)).nonzero()
     if bad.numel():
-        raise ValueError(
-            f"{M.name}: row {int(bad[0])} contains NaN or Inf; clean or drop it before ranking"
-        )
+        raise ValueError(f"{M.name}: row {int(bad[0])} contains NaN or Inf; clean or drop it before ranking")
 
 
 def sq_norms(M: Matrix) -> np.ndarray:

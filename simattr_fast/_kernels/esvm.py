@@ -1,4 +1,5 @@
 """simattr_fast.esvm_topk: batched exemplar SVMs ranked by decision value."""
+
 from __future__ import annotations
 
 import warnings
@@ -20,9 +21,23 @@ class ConvergenceWarning(UserWarning):
     role of ``sklearn.exceptions.ConvergenceWarning``."""
 
 
-def esvm_topk(queries, keys, k, query_labels=None, key_labels=None, C=0.1,
-              loss="squared_hinge", intercept_scaling=1.0, tol=1e-6, max_iter=10000,
-              device="auto", *, seed=0, n_threads=None, progress=None):
+def esvm_topk(
+    queries,
+    keys,
+    k: int,
+    *,
+    query_labels=None,
+    key_labels=None,
+    C: float = 0.1,
+    loss: str = "squared_hinge",
+    intercept_scaling: float = 1.0,
+    tol: float = 1e-6,
+    max_iter: int = 10000,
+    device: str = "auto",
+    seed: int = 0,
+    n_threads: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k keys per query by the decision value of an exemplar SVM.
 
     For each query q, one linear SVM is fitted with q as the only positive and its pool (the
@@ -52,8 +67,14 @@ def esvm_topk(queries, keys, k, query_labels=None, key_labels=None, C=0.1,
     max_iter = check_positive("max_iter", max_iter, integer=True)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
-    params = dict(C=C, squared_hinge=(loss == "squared_hinge"), intercept_scaling=intercept_scaling,
-                  tol=tol, max_iter=max_iter, seed=int(seed))
+    params = dict(
+        C=C,
+        squared_hinge=(loss == "squared_hinge"),
+        intercept_scaling=intercept_scaling,
+        tol=tol,
+        max_iter=max_iter,
+        seed=int(seed),
+    )
     if inp.device == "cuda":
         from .esvm_cuda import esvm_topk_cuda
 
@@ -94,7 +115,12 @@ def _esvm_cpu(queries, keys, k, ql, kl, params, nt, progress):
     n_iter = np.zeros(nq, np.int64)
     conv = np.ones(nq, bool)
     groups = list(class_keys(nq, keys.shape[0], ql, kl))
-    bar = tqdm(groups, desc="esvm", unit="class", disable=(None if progress is None else not progress) if len(groups) > 1 else True)
+    bar = tqdm(
+        groups,
+        desc="esvm",
+        unit="class",
+        disable=(None if progress is None else not progress) if len(groups) > 1 else True,
+    )
     for qrows, key_rows in bar:
         qf = prepare_rows("queries", queries[qrows], 0, "ip", row_ids=qrows)  # checked even with no keys
         if key_rows.size == 0:
@@ -102,9 +128,21 @@ def _esvm_cpu(queries, keys, k, ql, kl, params, nt, progress):
         kf = prepare_rows("keys", keys[key_rows], 0, "ip", row_ids=key_rows)
         kk = min(k, key_rows.size)
         acc = cpu.TopkAccumulator(len(qrows), kk)
-        it, cv = cpu.esvm_topk(acc, qf, kf, key_rows.astype(np.int64), qrows.astype(np.int64),
-                               params["C"], params["squared_hinge"], params["intercept_scaling"],
-                               params["tol"], params["max_iter"], params["seed"], 0, nt)
+        it, cv = cpu.esvm_topk(
+            acc,
+            qf,
+            kf,
+            key_rows.astype(np.int64),
+            qrows.astype(np.int64),
+            params["C"],
+            params["squared_hinge"],
+            params["intercept_scaling"],
+            params["tol"],
+            params["max_iter"],
+            params["seed"],
+            0,
+            nt,
+        )
         s, i = acc.finalize(nt)
         out_s[qrows, :kk], out_i[qrows, :kk] = s, i
         n_iter[qrows], conv[qrows] = it, cv.astype(bool)

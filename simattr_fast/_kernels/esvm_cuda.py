@@ -1,5 +1,6 @@
 """CUDA path of simattr_fast.esvm_topk: one warp per exemplar SVM, class keys gathered on the
 device by row index (inputs already on the GPU are not copied)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,10 +34,26 @@ def esvm_topk_cuda(Q, K, k, ql, kl, params):
             rows = qrows[c0 : c0 + chunk].astype(np.int64)
             d_qrows = upload_labels(cu, rows)
             acc = cu.TopkAccumulator(len(rows), kc, n)
-            it, cv = cu.esvm_topk(acc, q.ptr, q.dtype, d_qrows.ptr, len(rows), kk.ptr, kk.dtype,
-                                  d_key_rows.ptr, n, K.dim, rows, params["C"], params["squared_hinge"],
-                                  params["intercept_scaling"], params["tol"], params["max_iter"],
-                                  params["seed"], 0)
+            it, cv = cu.esvm_topk(
+                acc,
+                q.ptr,
+                q.dtype,
+                d_qrows.ptr,
+                len(rows),
+                kk.ptr,
+                kk.dtype,
+                d_key_rows.ptr,
+                n,
+                K.dim,
+                rows,
+                params["C"],
+                params["squared_hinge"],
+                params["intercept_scaling"],
+                params["tol"],
+                params["max_iter"],
+                params["seed"],
+                0,
+            )
             s, i = acc.finalize()
             out_s[rows, :kc], out_i[rows, :kc] = s, i
             n_iter[rows], conv[rows] = it, cv.astype(bool)

@@ -1,5 +1,6 @@
 """Host-side streaming helpers shared by topk and esvm_topk: query preparation, key blocks
 with bounded memory, class grouping and result padding."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,7 +59,9 @@ def key_blocks(name: str, keys: np.ndarray, metric: str, block_rows: int, progre
     show = len(starts) > 1 and progress is not False
     copy = metric == "cosine" or keys.dtype != np.float32
     buf = np.empty((min(block_rows, n), d), np.float32) if copy else None
-    for s in tqdm(starts, desc=desc, unit="block", disable=(None if progress is None else not progress) if show else True):
+    for s in tqdm(
+        starts, desc=desc, unit="block", disable=(None if progress is None else not progress) if show else True
+    ):
         raw = keys[s : s + block_rows]
         if copy:
             kb = buf[: raw.shape[0]]

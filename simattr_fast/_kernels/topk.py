@@ -1,4 +1,5 @@
 """simattr_fast.topk: exact top-k by cosine, inner product or squared L2."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,19 @@ from .validate import check_metric
 _ACC_BYTES = 1 << 30
 
 
-def topk(queries, keys, k, metric="cosine", query_labels=None, key_labels=None, device="auto",
-         *, n_threads=None, block_rows=None, progress=None):
+def topk(
+    queries,
+    keys,
+    k: int,
+    *,
+    metric: str = "cosine",
+    query_labels=None,
+    key_labels=None,
+    device: str = "auto",
+    n_threads: int | None = None,
+    block_rows: int | None = None,
+    progress: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k keys for each query.
 
     Parameters

@@ -1,4 +1,5 @@
 """CUDA path of simattr_fast.topk: streams key blocks through the fused scoring kernel."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,19 @@ def topk_cuda(Q, K, k, metric, ql, kl, block_rows):
             e = min(K.rows, s + block)
             kb = Uploaded(cu, K, slice(s, e))
             klab = upload_labels(cu, kl[s:e]) if kl is not None else None
-            cu.topk(acc, q.ptr, q.dtype, kb.ptr, kb.dtype, e - s, K.dim, s, code,
-                    qlab.ptr if qlab is not None else 0, klab.ptr if klab is not None else 0)
+            cu.topk(
+                acc,
+                q.ptr,
+                q.dtype,
+                kb.ptr,
+                kb.dtype,
+                e - s,
+                K.dim,
+                s,
+                code,
+                qlab.ptr if qlab is not None else 0,
+                klab.ptr if klab is not None else 0,
+            )
         out_s[c0:c1], out_i[c0:c1] = acc.finalize()
     if metric == "l2":
         qsq = sq_norms(Q).astype(np.float32)

@@ -2,6 +2,7 @@
 
 Every error names the argument, what was expected and what was given, and how to fix it.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -18,13 +19,10 @@ METRICS = tuple(_cpu.Metric.__members__)
 def check_matrix(name: str, shape, dtype, contiguous: bool) -> tuple[int, int]:
     """Checks a [rows, dim] float32/float16 row-major matrix described by shape/dtype."""
     if len(shape) != 2:
-        raise ValueError(
-            f"{name}: expected a 2-D array [n, d], got {len(shape)}-D with shape {tuple(shape)}"
-        )
+        raise ValueError(f"{name}: expected a 2-D array [n, d], got {len(shape)}-D with shape {tuple(shape)}")
     if np.dtype(dtype) not in FLOAT_DTYPES:
         raise TypeError(
-            f"{name}: expected dtype float32 or float16, got {np.dtype(dtype)}; "
-            f"convert with {name}.astype(np.float32)"
+            f"{name}: expected dtype float32 or float16, got {np.dtype(dtype)}; convert with {name}.astype(np.float32)"
         )
     if not contiguous:
         raise ValueError(
@@ -61,9 +59,7 @@ def check_labels(query_labels, key_labels, nq: int, nk: int):
         )
     if query_labels is None:
         return None, None
-    return _labels("query_labels", query_labels, nq, "queries"), _labels(
-        "key_labels", key_labels, nk, "keys"
-    )
+    return _labels("query_labels", query_labels, nq, "queries"), _labels("key_labels", key_labels, nk, "keys")
 
 
 def _labels(name: str, labels, n: int, rows_of: str) -> np.ndarray:
@@ -75,9 +71,7 @@ def _labels(name: str, labels, n: int, rows_of: str) -> np.ndarray:
     if a.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of length {n}, got shape {a.shape}")
     if a.shape[0] != n:
-        raise ValueError(
-            f"{name}: expected one label per row of {rows_of} ({n}), got {a.shape[0]} labels"
-        )
+        raise ValueError(f"{name}: expected one label per row of {rows_of} ({n}), got {a.shape[0]} labels")
     if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
         raise TypeError(f"{name}: expected an integer dtype, got {a.dtype}")
     return a.astype(np.int64, copy=False)

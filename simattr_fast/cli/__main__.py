@@ -1,4 +1,5 @@
 """`python -m simattr_fast.cli` runs the command line."""
+
 import sys
 
 from .main import main

@@ -1,4 +1,5 @@
 """`simattr attribute`: embeddings -> an attribution file."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,9 @@ from .common import DEVICES, CliError, require_file
 
 
 def add(sub):
-    p = sub.add_parser("attribute", help="rank each test image's training images (esvm, cosine, l2, ip) and "
-                                         "save an attribution file")
+    p = sub.add_parser(
+        "attribute", help="rank each test image's training images (esvm, cosine, l2, ip) and save an attribution file"
+    )
     p.add_argument("--train", required=True, help="training embeddings: a simattr embed folder, or a .npy [n, d]")
     p.add_argument("--test", required=True, help="test embeddings: a simattr embed folder, or a .npy [n, d]")
     p.add_argument("--train-labels", help=".npy int [n_train] (only with a .npy --train)")
@@ -18,8 +20,12 @@ def add(sub):
     p.add_argument("--out", required=True, help="attribution file to write (.npz)")
     p.add_argument("--method", choices=("esvm", "cosine", "l2", "ip"), default="esvm")
     p.add_argument("--k", type=int, default=1280, help="training images kept per test image (default 1280)")
-    p.add_argument("--condition", choices=("true", "predicted", "none"), default="true",
-                   help="pool: training images of the true label (default), the predicted label, or all")
+    p.add_argument(
+        "--condition",
+        choices=("true", "predicted", "none"),
+        default="true",
+        help="pool: training images of the true label (default), the predicted label, or all",
+    )
     p.add_argument("--predictions", help=".npy int [n_test] predicted labels (for --condition predicted)")
     p.add_argument("--C", type=float, default=0.1, help="exemplar SVM regularisation (default 0.1)")
     p.add_argument("--device", choices=DEVICES, default="auto")
@@ -59,6 +65,8 @@ def attribute_cmd(args) -> int:
     result.save(args.out)
     if args.export_topk:
         result.to_topk_matrix(args.export_topk)
-    print(f"simattr attribute: {args.method} top-{args.k} for {len(result)} test images over "
-          f"{att.n_train_} training images in {result.params['seconds']:.2f}s -> {args.out}")
+    print(
+        f"simattr attribute: {args.method} top-{args.k} for {len(result)} test images over "
+        f"{att.n_train_} training images in {result.params['seconds']:.2f}s -> {args.out}"
+    )
     return 0

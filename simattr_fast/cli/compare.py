@@ -1,4 +1,5 @@
 """`simattr compare`: head-to-head support counts of two methods in a results store."""
+
 from __future__ import annotations
 
 from .common import CliError, require_file
@@ -20,11 +21,15 @@ def compare_cmd(args) -> int:
         sup, k = st.supports(args.metric), st.max_k(args.metric)
     for m in (args.a, args.b):
         if m not in sup:
-            raise CliError(f"{m}: no finished {args.metric} searches for this method in the store "
-                           f"(methods: {', '.join(sorted(sup)) or 'none'})")
+            raise CliError(
+                f"{m}: no finished {args.metric} searches for this method in the store "
+                f"(methods: {', '.join(sorted(sup)) or 'none'})"
+            )
     h = head_to_head(sup[args.a], sup[args.b])
-    print(f"{args.metric} support on {h['n']} common test images: {args.a} smaller {h['a_smaller']}, "
-          f"{args.b} smaller {h['b_smaller']}, ties {h['tie']}")
+    print(
+        f"{args.metric} support on {h['n']} common test images: {args.a} smaller {h['a_smaller']}, "
+        f"{args.b} smaller {h['b_smaller']}, ties {h['tie']}"
+    )
     for m in (args.a, args.b):
         s = summarize(sup[m], k)
         print(f"  {m}: flipped {s['flipped']}/{s['n']}, median {s['median']}")

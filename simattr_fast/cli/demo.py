@@ -2,6 +2,7 @@
 2 CPU cores: SimCLR backbone -> embeddings -> exemplar-SVM attribution -> HTML report -> a small
 removal-support check (ESVM against random rankings, small CNNs retrained without the top images).
 Every stage resumes, so running it again reuses what is already there."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,11 @@ from .common import DEVICES, CliError
 
 
 def add(sub):
-    d = sub.add_parser("demo", help="the whole pipeline on scikit-learn digits (no download): "
-                                    "SimCLR backbone, embeddings, ESVM attribution, HTML report")
+    d = sub.add_parser(
+        "demo",
+        help="the whole pipeline on scikit-learn digits (no download): "
+        "SimCLR backbone, embeddings, ESVM attribution, HTML report",
+    )
     d.add_argument("--out", default="simattr_out", help="output folder (default: simattr_out)")
     d.add_argument("--k", type=int, default=50, help="training images kept per test image (default: 50)")
     d.add_argument("--method", choices=("esvm", "cosine", "l2", "ip"), default="esvm")
@@ -52,19 +56,31 @@ def demo_cmd(args) -> int:
     path = result.save(os.path.join(out, "attribution.npz"))
     report = os.path.join(out, "report.html")
     print(f"[4/5] HTML report of 30 test images -> {report}")
-    render_report(result, train, test, report, rows=range(30), top=10,
-                  title="simattr demo: digits, exemplar SVM")
+    render_report(result, train, test, report, rows=range(30), top=10, title="simattr demo: digits, exemplar SVM")
     check = _removal_check(result, e_train, out, args.check, args.k) if args.check > 0 else None
     seconds = time.perf_counter() - t0
-    summary = {"removal_check": check, "dataset": "sklearn digits, fixed stratified 75/25 split", "n_train": len(train), "n_test": len(test),
-               "backbone": "small_cnn (SimCLR)", "ssl_epochs": last["epoch"], "ssl_loss": last["loss"],
-               "method": args.method, "k": args.k, "attribution": path, "report": report,
-               "attribute_seconds": result.params["seconds"], "total_seconds": seconds}
+    summary = {
+        "removal_check": check,
+        "dataset": "sklearn digits, fixed stratified 75/25 split",
+        "n_train": len(train),
+        "n_test": len(test),
+        "backbone": "small_cnn (SimCLR)",
+        "ssl_epochs": last["epoch"],
+        "ssl_loss": last["loss"],
+        "method": args.method,
+        "k": args.k,
+        "attribution": path,
+        "report": report,
+        "attribute_seconds": result.params["seconds"],
+        "total_seconds": seconds,
+    }
     with atomic_write(os.path.join(out, "demo.json"), "w") as f:
         json.dump(summary, f, indent=2)
     top = result.indices[0, :5]
-    print(f"test digit {result.test_ids[0]} (label {result.test_labels[0]}): top training images {top.tolist()}, "
-          f"labels {train.targets[top].tolist()}")
+    print(
+        f"test digit {result.test_ids[0]} (label {result.test_labels[0]}): top training images {top.tolist()}, "
+        f"labels {train.targets[top].tolist()}"
+    )
     print(f"done in {seconds:.0f}s. Open the report: {os.path.abspath(report)}")
     return 0
 
@@ -81,8 +97,7 @@ def _removal_check(result, e_train, out: str, n: int, k: int) -> dict:
 
     spec = {"kind": "small_cnn", "dataset": "digits", "epochs": 20}  # ~95% test accuracy, 1 s per 3 models
     trainer = trainer_from_spec(spec)
-    full = trainer.logits(trainer.train(np.arange(len(trainer.y_train)), trainer.y_train, [0, 1, 2]),
-                          result.test_ids)
+    full = trainer.logits(trainer.train(np.arange(len(trainer.y_train)), trainer.y_train, [0, 1, 2]), result.test_ids)
     y = trainer.y_test[result.test_ids]
     right = (full.argmax(-1) == y).mean(0) > 0.5
     mg = margins(full, y).mean(0)
@@ -90,9 +105,22 @@ def _removal_check(result, e_train, out: str, n: int, k: int) -> dict:
     ids = result.test_ids[rows].tolist()
     print(f"[5/5] removal-support check on {len(ids)} least confident correct test digits: esvm vs random, k={k}")
     rand = random_attribution(e_train.labels, result.test_labels[rows], ids, k)
-    s = evaluate({"esvm": result, "random": rand}, spec, os.path.join(out, "results.sqlite"), "removal", ids,
-                 os.path.join(out, "evaluation"), k=k, n_models=3, budget=3, n_workers=1, progress=False)
+    s = evaluate(
+        {"esvm": result, "random": rand},
+        spec,
+        os.path.join(out, "results.sqlite"),
+        "removal",
+        ids,
+        os.path.join(out, "evaluation"),
+        k=k,
+        n_models=3,
+        budget=3,
+        n_workers=1,
+        progress=False,
+    )
     for name, m in s["methods"].items():
-        print(f"      {name:6s}: flipped {m['flipped']}/{m['n']} by removing at most {k} images, "
-              f"median support {m['median']}")
+        print(
+            f"      {name:6s}: flipped {m['flipped']}/{m['n']} by removing at most {k} images, "
+            f"median support {m['median']}"
+        )
     return s["methods"]

@@ -1,4 +1,5 @@
 """`simattr evaluate`: counterfactual evaluation of attribution files."""
+
 from __future__ import annotations
 
 import json
@@ -8,14 +9,24 @@ from .common import CliError, require_file
 
 
 def add(sub):
-    p = sub.add_parser("evaluate", help="counterfactual evaluation of attributions: removal or mislabel support, "
-                                        "or LDS (every model stored; resumes; parallel)")
+    p = sub.add_parser(
+        "evaluate",
+        help="counterfactual evaluation of attributions: removal or mislabel support, "
+        "or LDS (every model stored; resumes; parallel)",
+    )
     p.add_argument("metric", choices=("removal", "mislabel", "lds"))
-    p.add_argument("--attribution", nargs="+", required=True, metavar="[NAME=]FILE",
-                   help="attribution files; NAME defaults to the method recorded in the file")
+    p.add_argument(
+        "--attribution",
+        nargs="+",
+        required=True,
+        metavar="[NAME=]FILE",
+        help="attribution files; NAME defaults to the method recorded in the file",
+    )
     p.add_argument("--random", action="store_true", help="also evaluate random same-class rankings (baseline)")
-    p.add_argument("--dataset", help="images the small_cnn trainer trains on (name or path); the attributions "
-                                     "must index its training split")
+    p.add_argument(
+        "--dataset",
+        help="images the small_cnn trainer trains on (name or path); the attributions must index its training split",
+    )
     p.add_argument("--data-root")
     p.add_argument("--n-train", type=int, help="keep the first N training images (default: all)")
     p.add_argument("--trainer", choices=("small_cnn", "linear"), default="small_cnn")
@@ -62,7 +73,7 @@ def _test_ids(args, attributions):
                 raise CliError(f"--test-ids: expected comma-separated integers, got {args.test_ids!r}") from None
         return [int(t) for t in ids]
     first = next(iter(attributions.values()))
-    return first.test_ids[:args.n_test].tolist()
+    return first.test_ids[: args.n_test].tolist()
 
 
 def evaluate_cmd(args) -> int:
@@ -84,13 +95,27 @@ def evaluate_cmd(args) -> int:
 
         y_train, y_test = spec_labels(spec)
         attributions["random"] = random_attribution(y_train, y_test[ids], ids, args.k)
-    s = evaluate(attributions, spec, args.store, args.metric, ids, args.out, k=args.k, n_models=args.models,
-                 budget=args.budget, n_workers=args.workers, n_subsets=args.subsets, alpha=args.alpha)
+    s = evaluate(
+        attributions,
+        spec,
+        args.store,
+        args.metric,
+        ids,
+        args.out,
+        k=args.k,
+        n_models=args.models,
+        budget=args.budget,
+        n_workers=args.workers,
+        n_subsets=args.subsets,
+        alpha=args.alpha,
+    )
     for name, m in s["methods"].items():
         if args.metric == "lds":
             print(f"{name}: LDS {m['lds']:.4f} (95% CI {m['ci95'][0]:.4f} .. {m['ci95'][1]:.4f})")
         else:
-            print(f"{name}: flipped {m['flipped']}/{m['n']} within k={args.k}, median support {m['median']}, "
-                  f"CDF area {m['cdf_area']:.3f}")
+            print(
+                f"{name}: flipped {m['flipped']}/{m['n']} within k={args.k}, median support {m['median']}, "
+                f"CDF area {m['cdf_area']:.3f}"
+            )
     print(f"simattr evaluate: {s['rows_in_store']} outcome rows in {args.store}; summary {s['summary_file']}")
     return 0

@@ -10,6 +10,7 @@
 
 Errors are one line on stderr and a non-zero exit status (2), never a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,4 +43,3 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"simattr {args.command}: interrupted", file=sys.stderr)
         return 130
-

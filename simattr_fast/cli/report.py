@@ -1,4 +1,5 @@
 """`simattr report`: an attribution file -> a self-contained HTML report."""
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,6 @@ def report_cmd(args) -> int:
     train = _reopen(attr, "train", args.train_data, args.train_split, args.data_root)
     test = _reopen(attr, "test", args.test_data, args.test_split, args.data_root)
     names = (train.describe() if hasattr(train, "describe") else {}).get("class_names")
-    render_report(attr, train, test, args.out, rows=range(min(args.n_test, len(attr))), top=args.top,
-                  class_names=names)
+    render_report(attr, train, test, args.out, rows=range(min(args.n_test, len(attr))), top=args.top, class_names=names)
     print(f"simattr report: {min(args.n_test, len(attr))} test images -> {os.path.abspath(args.out)}")
     return 0

@@ -1,5 +1,6 @@
 """Counterfactual evaluation of attributions (DESIGN.md section 2): removal and mislabel
 support, LDS, a results store that survives kills, local parallel runs, summaries and plots."""
+
 from .lds import lds, subset_margins, subset_masks
 from .pipeline import evaluate
 from .runner import default_workers, run_searches
@@ -8,6 +9,23 @@ from .summary import head_to_head, plot_cdf, summarize
 from .support import CENSORED, flip_classes, random_attribution, support
 from .trainers import LinearProbe, SmallCNN, margins, trainer_from_spec
 
-__all__ = ["evaluate", "CENSORED", "LinearProbe", "ResultsStore", "SmallCNN", "default_workers", "flip_classes",
-           "head_to_head", "lds", "margins", "plot_cdf", "random_attribution", "run_searches", "subset_margins",
-           "subset_masks", "summarize", "support", "trainer_from_spec"]
+__all__ = [
+    "evaluate",
+    "CENSORED",
+    "LinearProbe",
+    "ResultsStore",
+    "SmallCNN",
+    "default_workers",
+    "flip_classes",
+    "head_to_head",
+    "lds",
+    "margins",
+    "plot_cdf",
+    "random_attribution",
+    "run_searches",
+    "subset_margins",
+    "subset_masks",
+    "summarize",
+    "support",
+    "trainer_from_spec",
+]

@@ -7,6 +7,7 @@ correlation over the subsets between those margins and the summed attribution sc
 training images each subset holds (images outside the attribution's top-k count zero). The
 subset models are shared by every method scored on the same store.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def subset_masks(n_train: int, n_subsets: int, alpha: float, seed: int = 0) -> n
     return masks
 
 
-def subset_margins(trainer, store, test_ids, n_subsets: int = 50, alpha: float = 0.5, seed: int = 0,
-                   progress=None) -> np.ndarray:
+def subset_margins(
+    trainer, store, test_ids, n_subsets: int = 50, alpha: float = 0.5, seed: int = 0, progress=None
+) -> np.ndarray:
     """Margins ``[n_subsets, len(test_ids)]`` of one model per subset (trained only where the
     store lacks them; each model's margins are stored as soon as it is evaluated)."""
     test_ids = np.asarray(test_ids, np.int64)
@@ -39,8 +41,9 @@ def subset_margins(trainer, store, test_ids, n_subsets: int = 50, alpha: float =
         mseed = model_seed(-2, "subsets", "lds", s, seed)
         have = [store.get(int(t), "subsets", "lds", s).get(mseed) for t in test_ids]
         if any(v is None for v in have):
-            _, mg, _ = train_and_record(trainer, store, np.flatnonzero(masks[s]), trainer.y_train, [mseed], test_ids,
-                                        "subsets", "lds", s)
+            _, mg, _ = train_and_record(
+                trainer, store, np.flatnonzero(masks[s]), trainer.y_train, [mseed], test_ids, "subsets", "lds", s
+            )
             out[s] = mg[0]
         else:
             out[s] = [g for _, g in have]

@@ -1,4 +1,5 @@
 """One call from attributions to evaluated summaries: the function behind `simattr evaluate`."""
+
 from __future__ import annotations
 
 import functools
@@ -26,9 +27,21 @@ def _ranking_sha(a, test_ids) -> str:
     return h.hexdigest()
 
 
-def evaluate(attributions: dict, trainer_spec: dict, store_path: str, metric: str, test_ids, out_dir: str,
-             k: int = 1280, n_models: int = 5, budget: int = 7, n_workers=None, n_subsets: int = 50,
-             alpha: float = 0.5, progress=None) -> dict:
+def evaluate(
+    attributions: dict,
+    trainer_spec: dict,
+    store_path: str,
+    metric: str,
+    test_ids,
+    out_dir: str,
+    k: int = 1280,
+    n_models: int = 5,
+    budget: int = 7,
+    n_workers=None,
+    n_subsets: int = 50,
+    alpha: float = 0.5,
+    progress=None,
+) -> dict:
     """Evaluates every ``{method: Attribution}`` on ``test_ids`` with the trainer described by
     ``trainer_spec`` (see :func:`trainer_from_spec`); every model goes to the store at
     ``store_path``. Writes ``summary_<metric>.json`` (and ``cdf_<metric>.png`` for supports)
@@ -45,9 +58,20 @@ def evaluate(attributions: dict, trainer_spec: dict, store_path: str, metric: st
     os.makedirs(out_dir, exist_ok=True)
     factory = functools.partial(trainer_from_spec, trainer_spec)
     with ResultsStore(store_path) as st:
-        st.set_info(f"settings/{metric}", json.dumps({"trainer": trainer_spec, "k": k, "n_models": n_models,
-                                                      "budget": budget, "n_subsets": n_subsets, "alpha": alpha},
-                                                     sort_keys=True))
+        st.set_info(
+            f"settings/{metric}",
+            json.dumps(
+                {
+                    "trainer": trainer_spec,
+                    "k": k,
+                    "n_models": n_models,
+                    "budget": budget,
+                    "n_subsets": n_subsets,
+                    "alpha": alpha,
+                },
+                sort_keys=True,
+            ),
+        )
         for name, a in attributions.items():
             st.set_info(f"ranking/{metric}/{name}", _ranking_sha(a, test_ids))
         if metric == "lds":
@@ -68,15 +92,32 @@ def evaluate(attributions: dict, trainer_spec: dict, store_path: str, metric: st
                     flip.update(flip_classes(factory(), st, [t for t in test_ids if t not in flip], n_models))
                     st.replace_info("flipclasses", json.dumps(flip))
             jobs = [(name, t, a.ranking(t)) for name, a in attributions.items() for t in test_ids]
-            res = run_searches(factory, store_path, jobs, metric, k=k, n_models=n_models, budget=budget, flip=flip,
-                               n_workers=n_workers, progress=progress)
+            res = run_searches(
+                factory,
+                store_path,
+                jobs,
+                metric,
+                k=k,
+                n_models=n_models,
+                budget=budget,
+                flip=flip,
+                n_workers=n_workers,
+                progress=progress,
+            )
             per = {name: {t: res[name][t] for t in test_ids} for name in attributions}
             names = sorted(per)
-            summary = {"metric": metric, "k": k, "n_models": n_models, "budget": budget, "test_ids": test_ids,
-                       "supports": {n: {str(t): s for t, s in per[n].items()} for n in names},
-                       "methods": {n: summarize(per[n], k) for n in names},
-                       "head_to_head": {f"{a} vs {b}": head_to_head(per[a], per[b])
-                                        for i, a in enumerate(names) for b in names[i + 1:]}}
+            summary = {
+                "metric": metric,
+                "k": k,
+                "n_models": n_models,
+                "budget": budget,
+                "test_ids": test_ids,
+                "supports": {n: {str(t): s for t, s in per[n].items()} for n in names},
+                "methods": {n: summarize(per[n], k) for n in names},
+                "head_to_head": {
+                    f"{a} vs {b}": head_to_head(per[a], per[b]) for i, a in enumerate(names) for b in names[i + 1 :]
+                },
+            }
             summary["plot"] = plot_cdf(per, k, os.path.join(out_dir, f"cdf_{metric}.png"), title=f"{metric} support")
         summary["rows_in_store"] = st.count()
     path = os.path.join(out_dir, f"summary_{metric}.json")

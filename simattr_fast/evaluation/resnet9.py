@@ -7,6 +7,7 @@ smoothing 0.1, augmentation by random horizontal flip, random translation by up 
 Follows the same protocol as the other trainers (``train(indices, labels, seeds)``,
 ``logits(handle, test_ids)``); the models of one step train one after the other.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,9 +30,17 @@ class _Residual(nn.Module):
 
 
 def resnet9(in_channels: int = 3, n_classes: int = 10) -> nn.Module:
-    return nn.Sequential(_block(in_channels, 64), _block(64, 128, pool=True), _Residual(128),
-                         _block(128, 256, pool=True), _block(256, 512, pool=True), _Residual(512),
-                         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(512, n_classes, bias=False))
+    return nn.Sequential(
+        _block(in_channels, 64),
+        _block(64, 128, pool=True),
+        _Residual(128),
+        _block(128, 256, pool=True),
+        _block(256, 512, pool=True),
+        _Residual(512),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(512, n_classes, bias=False),
+    )
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -48,14 +57,16 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     x = x.gather(3, cols)
     cy, cx = (torch.randint(0, max(1, h - 7), (n,), generator=gen, device=dev) for _ in range(2))
     yy, xx = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
-    hole = ((yy >= cy.view(n, 1, 1)) & (yy < cy.view(n, 1, 1) + 8) & (xx >= cx.view(n, 1, 1))
-            & (xx < cx.view(n, 1, 1) + 8))
+    hole = (
+        (yy >= cy.view(n, 1, 1)) & (yy < cy.view(n, 1, 1) + 8) & (xx >= cx.view(n, 1, 1)) & (xx < cx.view(n, 1, 1) + 8)
+    )
     return x.masked_fill(hole.unsqueeze(1), 0.0)
 
 
 class ResNet9:
-    def __init__(self, x_train, y_train, x_test, y_test, epochs=24, batch_size=512, peak_lr=0.5, peak_epoch=5,
-                 device="cuda"):
+    def __init__(
+        self, x_train, y_train, x_test, y_test, epochs=24, batch_size=512, peak_lr=0.5, peak_epoch=5, device="cuda"
+    ):
         self.device = torch.device(device)
         x_train, x_test = torch.as_tensor(x_train), torch.as_tensor(x_test)
         mean, std = x_train.mean((0, 2, 3), keepdim=True), x_train.std((0, 2, 3), keepdim=True)
@@ -77,14 +88,15 @@ class ResNet9:
         for s in seeds:
             torch.manual_seed(int(s))
             model = resnet9(self.x_train.shape[1], self.n_classes).to(self.device).to(memory_format=torch.channels_last)
-            opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9, nesterov=True,
-                                  weight_decay=5e-4 * self.batch_size)
+            opt = torch.optim.SGD(
+                model.parameters(), lr=0.0, momentum=0.9, nesterov=True, weight_decay=5e-4 * self.batch_size
+            )
             gen = torch.Generator(device=self.device).manual_seed(int(s))
             steps = max(1, len(idx) // self.batch_size)
             for epoch in range(self.epochs):
                 order = idx[torch.randperm(len(idx), generator=gen, device=self.device)]
                 for s_ in range(steps):
-                    b = order[s_ * self.batch_size:(s_ + 1) * self.batch_size]
+                    b = order[s_ * self.batch_size : (s_ + 1) * self.batch_size]
                     for g in opt.param_groups:  # lr per example, as the reference sums the loss
                         g["lr"] = self._lr(epoch + s_ / steps) / self.batch_size
                     out = model(augment_batch(self.x_train[b], gen))
@@ -98,5 +110,6 @@ class ResNet9:
     def logits(self, handle, test_ids) -> np.ndarray:
         x = self.x_test[torch.as_tensor(np.asarray(test_ids, np.int64), device=self.device)]
         with torch.no_grad():
-            return np.stack([torch.cat([m(x[i:i + 1024]) for i in range(0, len(x), 1024)]).float().cpu().numpy()
-                             for m in handle])
+            return np.stack(
+                [torch.cat([m(x[i : i + 1024]) for i in range(0, len(x), 1024)]).float().cpu().numpy() for m in handle]
+            )

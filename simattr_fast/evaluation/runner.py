@@ -6,6 +6,7 @@ them (each worker opens the store itself; SQLite in WAL mode takes concurrent wr
 Jobs whose answer is already in the store are skipped; a job killed half-way reuses every
 model it had finished.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -27,8 +28,18 @@ def default_workers(threads_per_worker: int = 1) -> int:
 
 def run_job(trainer, store, job, metric, k, n_models, budget, flip):
     method, test_id, ranking = job
-    s = support(trainer, store, test_id, ranking, method, metric, k=k, n_models=n_models, budget=budget,
-                flip_class=None if flip is None else flip[test_id])
+    s = support(
+        trainer,
+        store,
+        test_id,
+        ranking,
+        method,
+        metric,
+        k=k,
+        n_models=n_models,
+        budget=budget,
+        flip_class=None if flip is None else flip[test_id],
+    )
     store.add_support(test_id, method, metric, s, k)
     return method, test_id, s
 
@@ -44,8 +55,18 @@ def _run(args):
     return run_job(_WORKER["trainer"], _WORKER["store"], *args)
 
 
-def run_searches(factory, store_path: str, jobs, metric: str = "removal", k: int = 1280, n_models: int = 5,
-                 budget: int = 7, flip=None, n_workers: int | None = None, progress=None) -> dict:
+def run_searches(
+    factory,
+    store_path: str,
+    jobs,
+    metric: str = "removal",
+    k: int = 1280,
+    n_models: int = 5,
+    budget: int = 7,
+    flip=None,
+    n_workers: int | None = None,
+    progress=None,
+) -> dict:
     """Runs every ``(method, test_id, ranking)`` job not yet answered in the store, with
     ``n_workers`` processes (default: one per core; 1 runs in this process). ``factory`` is a
     picklable zero-argument callable returning the trainer. Returns {method: {test_id: support}}."""
@@ -53,8 +74,13 @@ def run_searches(factory, store_path: str, jobs, metric: str = "removal", k: int
         done = store.supports(metric)
         todo = [j for j in jobs if j[1] not in done.get(j[0], {})]
         n_workers = default_workers() if n_workers is None else n_workers
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{metric} support", unit="search",
-                   disable=None if progress is None else not progress)
+        bar = tqdm(
+            total=len(jobs),
+            initial=len(jobs) - len(todo),
+            desc=f"{metric} support",
+            unit="search",
+            disable=None if progress is None else not progress,
+        )
         if n_workers <= 1 or len(todo) <= 1:
             trainer = factory() if todo else None
             for job in todo:

@@ -12,6 +12,7 @@ killed at any point loses at most the model in training; WAL mode and a busy tim
 several worker processes write to one store. Rows are never overwritten (``INSERT OR IGNORE``):
 a model that is already there is never trained again.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,9 +60,13 @@ class ResultsStore:
         now = time.time()
         self._con.execute("BEGIN")
         try:
-            self._con.executemany("INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                  [(int(t), meth, metric, int(m), int(s), int(bool(c)), float(g), float(w), now)
-                                   for t, meth, metric, m, s, c, g, w in rows])
+            self._con.executemany(
+                "INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (int(t), meth, metric, int(m), int(s), int(bool(c)), float(g), float(w), now)
+                    for t, meth, metric, m, s, c, g, w in rows
+                ],
+            )
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
@@ -69,8 +74,10 @@ class ResultsStore:
 
     def get(self, test_id, method, metric, m) -> dict:
         """{seed: (correct, margin)} of the models already evaluated for this step."""
-        rows = self._con.execute("SELECT seed, correct, margin FROM outcomes WHERE test_id=? AND method=? AND "
-                                 "metric=? AND m=?", (int(test_id), method, metric, int(m))).fetchall()
+        rows = self._con.execute(
+            "SELECT seed, correct, margin FROM outcomes WHERE test_id=? AND method=? AND metric=? AND m=?",
+            (int(test_id), method, metric, int(m)),
+        ).fetchall()
         return {s: (bool(c), g) for s, c, g in rows}
 
     def rows(self, metric: str | None = None, method: str | None = None) -> list[tuple]:
@@ -83,14 +90,17 @@ class ResultsStore:
 
     def add_support(self, test_id, method, metric, support, k) -> None:
         """The finished search's answer (-1: censored at k)."""
-        self._con.execute("INSERT OR REPLACE INTO supports VALUES (?, ?, ?, ?, ?)",
-                          (int(test_id), method, metric, int(support), int(k)))
+        self._con.execute(
+            "INSERT OR REPLACE INTO supports VALUES (?, ?, ?, ?, ?)",
+            (int(test_id), method, metric, int(support), int(k)),
+        )
 
     def supports(self, metric: str) -> dict:
         """{method: {test_id: support}} of the finished searches."""
         out: dict = {}
-        for t, meth, s in self._con.execute("SELECT test_id, method, support FROM supports WHERE metric=? "
-                                            "ORDER BY method, test_id", (metric,)):
+        for t, meth, s in self._con.execute(
+            "SELECT test_id, method, support FROM supports WHERE metric=? ORDER BY method, test_id", (metric,)
+        ):
             out.setdefault(meth, {})[t] = s
         return out
 

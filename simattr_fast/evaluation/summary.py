@@ -1,5 +1,6 @@
 """Summaries and pictures of support searches: fraction flipped at each m, the CDF and its
 normalised area, median support with censoring, head-to-head counts, matplotlib plots."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,9 +23,14 @@ def summarize(supports: dict, k: int) -> dict:
     grid = np.arange(k + 1)
     cdf = (v[None, :] <= grid[:, None]).mean(1)
     med = float(np.median(v))
-    return {"n": int(len(v)), "flipped": int(np.isfinite(v).sum()), "censored": int(np.isinf(v).sum()),
-            "median": med if np.isfinite(med) else f">{k}", "cdf_area": float(cdf[1:].mean()),
-            "fraction_flipped_at": {int(m): float(cdf[m]) for m in _checkpoints(k)}}
+    return {
+        "n": int(len(v)),
+        "flipped": int(np.isfinite(v).sum()),
+        "censored": int(np.isinf(v).sum()),
+        "median": med if np.isfinite(med) else f">{k}",
+        "cdf_area": float(cdf[1:].mean()),
+        "fraction_flipped_at": {int(m): float(cdf[m]) for m in _checkpoints(k)},
+    }
 
 
 def _checkpoints(k):
@@ -37,8 +43,12 @@ def head_to_head(a: dict, b: dict) -> dict:
     common = sorted(set(a) & set(b))
     va = np.array([np.inf if a[t] == CENSORED else a[t] for t in common])
     vb = np.array([np.inf if b[t] == CENSORED else b[t] for t in common])
-    return {"n": len(common), "a_smaller": int((va < vb).sum()), "b_smaller": int((vb < va).sum()),
-            "tie": int((va == vb).sum())}
+    return {
+        "n": len(common),
+        "a_smaller": int((va < vb).sum()),
+        "b_smaller": int((vb < va).sum()),
+        "tie": int((va == vb).sum()),
+    }
 
 
 def plot_cdf(per_method: dict, k: int, path: str, title: str = "removal support") -> str:
@@ -53,8 +63,12 @@ def plot_cdf(per_method: dict, k: int, path: str, title: str = "removal support"
     for method, sup in sorted(per_method.items()):
         v = _values(sup, k)
         s = summarize(sup, k)
-        ax.step(grid, (v[None, :] <= grid[:, None]).mean(1), where="post",
-                label=f"{method} (area {s['cdf_area']:.2f}, median {s['median']})")
+        ax.step(
+            grid,
+            (v[None, :] <= grid[:, None]).mean(1),
+            where="post",
+            label=f"{method} (area {s['cdf_area']:.2f}, median {s['median']})",
+        )
     ax.set_xlabel("m (top-ranked training images removed)" if "removal" in title else "m")
     ax.set_ylabel("fraction of test images flipped")
     ax.set_xlim(0, k)

@@ -10,6 +10,7 @@ does not flip, the support is censored (stored as -1, read ">k"); otherwise bise
 Every model's outcome goes to the :class:`ResultsStore` the moment it is known and is read
 back instead of retrained, so a search resumes after a kill without redoing anything.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,13 @@ def train_and_record(trainer, store, train_set, labels, seeds, test_ids, method,
     wall = (time.perf_counter() - t0) / len(seeds)
     y = trainer.y_test[test_ids]
     mg, correct = margins(lg, y), lg.argmax(-1) == y
-    store.add_many([(t, method, metric, m, s, correct[j, i], mg[j, i], wall)
-                    for j, s in enumerate(seeds) for i, t in enumerate(test_ids)])
+    store.add_many(
+        [
+            (t, method, metric, m, s, correct[j, i], mg[j, i], wall)
+            for j, s in enumerate(seeds)
+            for i, t in enumerate(test_ids)
+        ]
+    )
     return lg, mg, correct
 
 
@@ -55,8 +61,19 @@ def evaluate_step(trainer, store, test_id, method, metric, m, n_models, train_se
     return float(np.mean([have[s][0] for s in seeds]))
 
 
-def support(trainer, store, test_id: int, ranking, method: str, metric: str = "removal", k: int = 1280,
-            n_models: int = 5, budget: int = 7, flip_class: int | None = None, train_ids=None) -> int:
+def support(
+    trainer,
+    store,
+    test_id: int,
+    ranking,
+    method: str,
+    metric: str = "removal",
+    k: int = 1280,
+    n_models: int = 5,
+    budget: int = 7,
+    flip_class: int | None = None,
+    train_ids=None,
+) -> int:
     """Removal (``metric="removal"``) or mislabel (``"mislabel"``, needs ``flip_class``)
     support of test image ``test_id`` for ``ranking`` (training indices, best first; -1
     padding ignored). Returns the smallest flipping ``m`` found, or ``CENSORED`` (-1)."""
@@ -104,8 +121,9 @@ def flip_classes(trainer, store, test_ids, n_models: int = 5) -> dict:
     softmax of ``n_models`` models trained on the full data (stored as metric ``flipclass``)."""
     test_ids = [int(t) for t in test_ids]
     seeds = [model_seed(-1, "full", "flipclass", 0, j) for j in range(n_models)]
-    lg, _, _ = train_and_record(trainer, store, np.arange(len(trainer.y_train)), trainer.y_train, seeds, test_ids,
-                                "full", "flipclass", 0)  # lg: [M, n, C]
+    lg, _, _ = train_and_record(
+        trainer, store, np.arange(len(trainer.y_train)), trainer.y_train, seeds, test_ids, "full", "flipclass", 0
+    )  # lg: [M, n, C]
     p = np.exp(lg - lg.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     mean = p.mean(0)
@@ -122,8 +140,12 @@ def random_attribution(train_labels, test_labels, test_ids, k: int, seed: int = 
     idx = np.full((len(test_ids), k), -1, np.int64)
     for r, y in enumerate(np.asarray(test_labels)):
         pool = rng.permutation(np.flatnonzero(train_labels == y))[:k]
-        idx[r, :len(pool)] = pool
+        idx[r, : len(pool)] = pool
     scores = np.where(idx >= 0, -np.arange(k, dtype=np.float32)[None, :], np.nan)
-    return Attribution(idx, scores, test_ids, test_labels=test_labels,
-                       params={"method": "random", "k": int(k), "condition": "true", "higher_is_better": True,
-                               "seed": seed})
+    return Attribution(
+        idx,
+        scores,
+        test_ids,
+        test_labels=test_labels,
+        params={"method": "random", "k": int(k), "condition": "true", "higher_is_better": True, "seed": seed},
+    )

@@ -16,6 +16,7 @@ each build their own.
   peaking at 0.5 at epoch 5, label smoothing 0.1, SGD momentum 0.9 with Nesterov, weight decay
   5e-4, batch 512, flip / 4-pixel translate / 8x8 cutout); one model at a time.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,9 +41,15 @@ def small_cnn_classifier(in_channels: int, n_classes: int, size: int = 28) -> nn
     """conv 8 -> pool -> conv 16 -> pool -> linear: about 0.3 M multiply-adds per 28x28 image,
     so a model trains on 4,000 images for 3 epochs in about a second on a CPU core."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(16 * (size // 4) ** 2, n_classes))
+        nn.Conv2d(in_channels, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * (size // 4) ** 2, n_classes),
+    )
 
 
 class _Vectorised:
@@ -76,7 +83,7 @@ class _Vectorised:
         for epoch in range(self.epochs):
             orders = torch.stack([torch.randperm(n, generator=g) for g in gens])  # [M, n]: own order per model
             for s in range(steps):
-                pos = indices[orders[:, s * self.batch_size:(s + 1) * self.batch_size].numpy()]  # [M, B]
+                pos = indices[orders[:, s * self.batch_size : (s + 1) * self.batch_size].numpy()]  # [M, B]
                 x = self.x_train[torch.as_tensor(pos)].to(self.device)
                 y = labels[torch.as_tensor(pos)].to(self.device)
                 for g in opt.param_groups:  # linear decay to zero: stable in few epochs
@@ -93,18 +100,18 @@ class _Vectorised:
         x = self.x_test[torch.as_tensor(np.asarray(test_ids, np.int64))].to(self.device)
         M = next(iter(params.values())).shape[0]
         with torch.no_grad():
-            out = [fwd(params, buffers, x[i:i + 1024].unsqueeze(0).expand(M, *x[i:i + 1024].shape))
-                   for i in range(0, len(x), 1024)]
+            out = [
+                fwd(params, buffers, x[i : i + 1024].unsqueeze(0).expand(M, *x[i : i + 1024].shape))
+                for i in range(0, len(x), 1024)
+            ]
         return torch.cat(out, 1).float().cpu().numpy()
-
 
     def module(self, handle, j: int = 0) -> nn.Module:
         """Model ``j`` of a trained handle as a plain ``nn.Module`` (for tools that need one,
         such as TRAK); it expects inputs prepared as this trainer prepares them."""
         _, params, buffers = handle
         m = self.make()
-        m.load_state_dict({**{k: v[j].detach() for k, v in params.items()},
-                           **{k: v[j] for k, v in buffers.items()}})
+        m.load_state_dict({**{k: v[j].detach() for k, v in params.items()}, **{k: v[j] for k, v in buffers.items()}})
         return m.eval()
 
 
@@ -127,8 +134,16 @@ class LinearProbe(_Vectorised):
     def __init__(self, f_train, y_train, f_test, y_test, epochs=20, batch_size=256, lr=1e-2, device="cpu"):
         f_train = torch.as_tensor(np.asarray(f_train, np.float32))
         mu, sd = f_train.mean(0), f_train.std(0) + 1e-6
-        super().__init__((f_train - mu) / sd, y_train, (torch.as_tensor(np.asarray(f_test, np.float32)) - mu) / sd,
-                         y_test, epochs, batch_size, lr, device)
+        super().__init__(
+            (f_train - mu) / sd,
+            y_train,
+            (torch.as_tensor(np.asarray(f_test, np.float32)) - mu) / sd,
+            y_test,
+            epochs,
+            batch_size,
+            lr,
+            device,
+        )
 
     def make(self):
         return nn.Linear(self.x_train.shape[1], self.n_classes)

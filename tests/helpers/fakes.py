@@ -1,4 +1,5 @@
 """Fake trainers with known answers, for the evaluation tests (picklable for worker processes)."""
+
 from __future__ import annotations
 
 import os

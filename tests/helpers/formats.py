@@ -1,5 +1,6 @@
 """Writers for small files in real dataset formats (IDX, CIFAR python batches, ImageFolder),
 and a deliberately slow dataset for the kill-and-resume tests."""
+
 from __future__ import annotations
 
 import gzip
@@ -43,8 +44,15 @@ def write_cifar10(root, rng, per_batch=2):
         x = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
         y = rng.integers(0, 10, per_batch).tolist()
         with open(os.path.join(root, name), "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": y, b"data": _cifar_rows(x),
-                         b"filenames": [b"x.png"] * per_batch}, f)
+            pickle.dump(
+                {
+                    b"batch_label": name.encode(),
+                    b"labels": y,
+                    b"data": _cifar_rows(x),
+                    b"filenames": [b"x.png"] * per_batch,
+                },
+                f,
+            )
         xs.append(x)
         ys.append(np.array(y))
     return np.concatenate(xs[:5]), np.concatenate(ys[:5]), xs[5], ys[5]
@@ -97,4 +105,4 @@ class SlowDataset:
         return torch.from_numpy(self.x[i]), int(self.targets[i])
 
     def fingerprint(self):
-        return "slow-%d" % len(self)
+        return f"slow-{len(self)}"

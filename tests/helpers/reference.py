@@ -1,4 +1,5 @@
 """Plain NumPy / scikit-learn references the kernels are checked against."""
+
 import numpy as np
 
 
@@ -32,7 +33,15 @@ def esvm_ref(q, pool, C, loss="squared_hinge", intercept_scaling=1.0):
 
     X = np.vstack([q[None], pool]).astype(np.float64)
     y = np.r_[1, -np.ones(len(pool))]
-    m = LinearSVC(C=C, loss=loss, class_weight="balanced", tol=1e-6, max_iter=10000,
-                  intercept_scaling=intercept_scaling, dual=True, random_state=0)
+    m = LinearSVC(
+        C=C,
+        loss=loss,
+        class_weight="balanced",
+        tol=1e-6,
+        max_iter=10000,
+        intercept_scaling=intercept_scaling,
+        dual=True,
+        random_state=0,
+    )
     m.fit(X, y)
     return m.decision_function(pool.astype(np.float64))
