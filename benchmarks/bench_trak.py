@@ -327,8 +327,8 @@ def write_table(out: dict, path: str) -> None:
     ]
     for m, lds_m in q["lds"]["methods"].items():
         cells = []
-        for metric in ("removal", "mislabel"):
-            r = q.get(metric, {}).get("methods", {}).get(m)
+        for criterion in ("removal", "mislabel"):
+            r = q.get(criterion, {}).get("methods", {}).get(m)
             cells.append(f"{r['flipped']}/{r['n']} | {r['median']} | {r['cdf_area']:.3f}" if r else "— | — | —")
         lines.append(
             f"| {m} | {' | '.join(cells)} | {lds_m['lds']:.3f} ({lds_m['ci95'][0]:.3f} .. {lds_m['ci95'][1]:.3f}) |"

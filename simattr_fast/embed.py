@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ._io import write_json
+from ._progress import progress_bar
 
 # torch (the [vision] extra) is imported inside the functions that run a model, so that
 # `load_embeddings` and `Embeddings` work on the kernel-only install.
@@ -285,7 +285,7 @@ def _run_batches(model, loader, dev, out, settings, start, n, dtype, progress) -
     flushed batch; returns the feature dimension."""
     feat_part, lab_part = os.path.join(out, "embeddings.npy.partial"), os.path.join(out, "labels.npy.partial")
     feats = labs = None
-    bar = tqdm(total=n, initial=start, unit="img", desc="embed", disable=not progress)
+    bar = progress_bar(total=n, initial=start, unit="img", desc="embed", progress=progress)
     for images, labels in loader:
         x = _forward(model, images, dev)
         if feats is None:

@@ -71,10 +71,10 @@ def test_k_caps_the_search_and_rankings_pad(tmp_path):
         assert support(tr, st, 0, tr.supporters[0], "oracle", k=4, budget=9) == CENSORED  # needs 5
         padded = np.concatenate([tr.supporters[0][:6], [-1, -1]])
         assert support(tr, st, 0, padded, "padded", k=1280, budget=9) == 5
-        with pytest.raises(ValueError, match="metric"):
-            support(tr, st, 0, padded, "x", metric="both")
+        with pytest.raises(ValueError, match="criterion"):
+            support(tr, st, 0, padded, "x", criterion="both")
         with pytest.raises(ValueError, match="flip_class"):
-            support(tr, st, 0, padded, "x", metric="mislabel")
+            support(tr, st, 0, padded, "x", criterion="mislabel")
         with pytest.raises(ValueError, match="budget"):
             support(tr, st, 0, padded, "x", budget=0)
 
@@ -93,9 +93,9 @@ def test_mislabel_support_and_flip_class(tmp_path):
     with ResultsStore(str(tmp_path / "r.sqlite")) as st:
         flips = flip_classes(tr, st, [0, 1], n_models=3)
         assert flips == {0: 1, 1: 0}  # the fake predicts the true class; the wrong ones tie, the lower wins
-        s = support(tr, st, 0, tr.supporters[0], "oracle", metric="mislabel", k=10, budget=10, flip_class=flips[0])
+        s = support(tr, st, 0, tr.supporters[0], "oracle", criterion="mislabel", k=10, budget=10, flip_class=flips[0])
         assert s == 5
-        assert len(st.rows(metric="flipclass")) == 6
+        assert len(st.rows(criterion="flipclass")) == 6
 
 
 def test_store_resume_trains_nothing_twice(tmp_path):

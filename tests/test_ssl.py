@@ -116,3 +116,25 @@ def test_killed_training_resumes_where_it_stopped(tmp_path):
     a = torch.load(out / "checkpoint.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["state_dict"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+
+
+def test_time_limit_never_logs_an_empty_epoch(tmp_path, monkeypatch):
+    """A time limit that runs out at an epoch boundary used to log one more epoch of zero steps
+    with loss 0.0000; an epoch with no step is neither counted nor logged."""
+    import simattr_fast.simclr as simclr
+
+    clock = iter(np.arange(0.0, 1e6, 1.0))  # every perf_counter call advances one second
+    monkeypatch.setattr(simclr.time, "perf_counter", lambda: float(next(clock)))
+    data = _tiny()
+    steps_per_epoch = len(data) // 16
+    # The budget covers the first epoch's steps, then runs out before the second one's first.
+    last = train_ssl(data, str(tmp_path), epochs=5, batch_size=16, time_limit=steps_per_epoch + 1.5, progress=False)
+    with open(tmp_path / "log.jsonl") as f:
+        log = [json.loads(line) for line in f]
+    assert all(e["steps"] > 0 and e["loss"] > 0 for e in log)
+    assert last == log[-1] and last["epoch"] == len(log)
+
+
+def test_time_limit_before_the_first_step_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="time_limit: the limit ended the run before its first training step"):
+        train_ssl(_tiny(), str(tmp_path), epochs=2, batch_size=16, time_limit=1e-9, progress=False)

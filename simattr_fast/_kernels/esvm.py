@@ -5,8 +5,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from . import backend
 from .inputs import prepare_inputs
 from .stream import ClassGroups, prepare_rows
@@ -115,12 +115,7 @@ def _esvm_cpu(queries, keys, k, ql, kl, params, nt, progress):
     n_iter = np.zeros(nq, np.int64)
     conv = np.ones(nq, bool)
     groups = list(class_keys(nq, keys.shape[0], ql, kl))
-    bar = tqdm(
-        groups,
-        desc="esvm",
-        unit="class",
-        disable=(None if progress is None else not progress) if len(groups) > 1 else True,
-    )
+    bar = progress_bar(groups, desc="esvm", unit="class", progress=progress, min_items=2)
     for qrows, key_rows in bar:
         qf = prepare_rows("queries", queries[qrows], 0, "ip", row_ids=qrows)  # checked even with no keys
         if key_rows.size == 0:

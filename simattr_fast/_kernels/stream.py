@@ -4,8 +4,8 @@ with bounded memory, class grouping and result padding."""
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from .arrays import release_pages
 
 
@@ -56,12 +56,9 @@ def key_blocks(name: str, keys: np.ndarray, metric: str, block_rows: int, progre
     """
     n, d = keys.shape
     starts = range(0, n, block_rows)
-    show = len(starts) > 1 and progress is not False
     copy = metric == "cosine" or keys.dtype != np.float32
     buf = np.empty((min(block_rows, n), d), np.float32) if copy else None
-    for s in tqdm(
-        starts, desc=desc, unit="block", disable=(None if progress is None else not progress) if show else True
-    ):
+    for s in progress_bar(starts, desc=desc, unit="block", progress=progress, min_items=2):
         raw = keys[s : s + block_rows]
         if copy:
             kb = buf[: raw.shape[0]]

@@ -14,7 +14,7 @@ def add(sub):
         help="counterfactual evaluation of attributions: removal or mislabel support, "
         "or LDS (every model stored; resumes; parallel)",
     )
-    p.add_argument("metric", choices=("removal", "mislabel", "lds"))
+    p.add_argument("criterion", choices=("removal", "mislabel", "lds"))
     p.add_argument(
         "--attribution",
         nargs="+",
@@ -34,7 +34,7 @@ def add(sub):
     p.add_argument("--test-embeddings", help="embed folder (for --trainer linear)")
     p.add_argument("--epochs", type=int, help="trainer epochs (default: the trainer's)")
     p.add_argument("--store", required=True, help="SQLite results store (created, or resumed)")
-    p.add_argument("--out", required=True, help="folder for summary_<metric>.json and the CDF plot")
+    p.add_argument("--out", required=True, help="folder for summary_<criterion>.json and the CDF plot")
     p.add_argument("--test-ids", help="comma-separated test ids, or a .json file with a list")
     p.add_argument("--n-test", type=int, default=20, help="without --test-ids: the first N test ids (default 20)")
     p.add_argument("--k", type=int, default=1280, help="search range (default 1280)")
@@ -99,7 +99,7 @@ def evaluate_cmd(args) -> int:
         attributions,
         spec,
         args.store,
-        args.metric,
+        args.criterion,
         ids,
         args.out,
         k=args.k,
@@ -110,7 +110,7 @@ def evaluate_cmd(args) -> int:
         alpha=args.alpha,
     )
     for name, m in s["methods"].items():
-        if args.metric == "lds":
+        if args.criterion == "lds":
             print(f"{name}: LDS {m['lds']:.4f} (95% CI {m['ci95'][0]:.4f} .. {m['ci95'][1]:.4f})")
         else:
             print(

@@ -4,7 +4,7 @@ support, LDS, a results store that survives kills, local parallel runs, summarie
 from .lds import lds, subset_margins, subset_masks
 from .pipeline import evaluate
 from .runner import default_workers, run_searches
-from .store import ResultsStore
+from .store import ResultsStore, StoreError
 from .summary import head_to_head, plot_cdf, summarize
 from .support import CENSORED, flip_classes, random_attribution, support
 from .trainers import LinearProbe, SmallCNN, margins, trainer_from_spec
@@ -14,6 +14,7 @@ __all__ = [
     "CENSORED",
     "LinearProbe",
     "ResultsStore",
+    "StoreError",
     "SmallCNN",
     "default_workers",
     "flip_classes",

@@ -1,7 +1,7 @@
 """Linear datamodeling score (DESIGN.md section 2).
 
 ``S`` models are trained on random subsets holding a fraction ``alpha`` of the training set;
-each model's correct-class margin on each test image is stored (metric ``lds``, ``m`` = subset
+each model's correct-class margin on each test image is stored (criterion ``lds``, ``m`` = subset
 number, method ``subsets``). For a test image and an attribution, the LDS is the Spearman
 correlation over the subsets between those margins and the summed attribution scores of the
 training images each subset holds (images outside the attribution's top-k count zero). The
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from .support import model_seed, train_and_record
 
 
@@ -37,7 +37,7 @@ def subset_margins(
     test_ids = np.asarray(test_ids, np.int64)
     masks = subset_masks(len(trainer.y_train), n_subsets, alpha, seed)
     out = np.full((n_subsets, len(test_ids)), np.nan)
-    for s in tqdm(range(n_subsets), desc="lds subsets", disable=None if progress is None else not progress):
+    for s in progress_bar(range(n_subsets), desc="lds subsets", unit="subset", progress=progress):
         mseed = model_seed(-2, "subsets", "lds", s, seed)
         have = [store.get(int(t), "subsets", "lds", s).get(mseed) for t in test_ids]
         if any(v is None for v in have):

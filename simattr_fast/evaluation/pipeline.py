@@ -17,7 +17,7 @@ from .summary import head_to_head, plot_cdf, summarize
 from .support import flip_classes
 from .trainers import trainer_from_spec
 
-METRICS = ("removal", "mislabel", "lds")
+CRITERIA = ("removal", "mislabel", "lds")
 
 
 def _ranking_sha(a, test_ids) -> str:
@@ -31,7 +31,7 @@ def evaluate(
     attributions: dict,
     trainer_spec: dict,
     store_path: str,
-    metric: str,
+    criterion: str,
     test_ids,
     out_dir: str,
     k: int = 1280,
@@ -44,10 +44,10 @@ def evaluate(
 ) -> dict:
     """Evaluates every ``{method: Attribution}`` on ``test_ids`` with the trainer described by
     ``trainer_spec`` (see :func:`trainer_from_spec`); every model goes to the store at
-    ``store_path``. Writes ``summary_<metric>.json`` (and ``cdf_<metric>.png`` for supports)
+    ``store_path``. Writes ``summary_<criterion>.json`` (and ``cdf_<criterion>.png`` for supports)
     to ``out_dir`` and returns the summary. Started again, it redoes nothing that finished."""
-    if metric not in METRICS:
-        raise ValueError(f"metric: expected one of {METRICS}, got {metric!r}")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion: expected one of {CRITERIA}, got {criterion!r}")
     test_ids = [int(t) for t in test_ids]
     if not test_ids:
         raise ValueError("test_ids: expected at least one test image")
@@ -59,7 +59,7 @@ def evaluate(
     factory = functools.partial(trainer_from_spec, trainer_spec)
     with ResultsStore(store_path) as st:
         st.set_info(
-            f"settings/{metric}",
+            f"settings/{criterion}",
             json.dumps(
                 {
                     "trainer": trainer_spec,
@@ -73,8 +73,8 @@ def evaluate(
             ),
         )
         for name, a in attributions.items():
-            st.set_info(f"ranking/{metric}/{name}", _ranking_sha(a, test_ids))
-        if metric == "lds":
+            st.set_info(f"ranking/{criterion}/{name}", _ranking_sha(a, test_ids))
+        if criterion == "lds":
             trainer = factory()
             masks = subset_masks(len(trainer.y_train), n_subsets, alpha)
             mg = subset_margins(trainer, st, test_ids, n_subsets, alpha, progress=progress)
@@ -82,10 +82,10 @@ def evaluate(
             for name, a in attributions.items():
                 rows = [int(np.flatnonzero(a.test_ids == t)[0]) for t in test_ids]
                 per[name] = lds(a, masks, mg, rows)
-            summary = {"metric": "lds", "alpha": alpha, "n_subsets": n_subsets, "test_ids": test_ids, "methods": per}
+            summary = {"criterion": "lds", "alpha": alpha, "n_subsets": n_subsets, "test_ids": test_ids, "methods": per}
         else:
             flip = None
-            if metric == "mislabel":
+            if criterion == "mislabel":
                 flip = json.loads(st.info("flipclasses") or "{}")
                 flip = {int(t): c for t, c in flip.items()}
                 if not set(test_ids) <= set(flip):
@@ -96,7 +96,7 @@ def evaluate(
                 factory,
                 store_path,
                 jobs,
-                metric,
+                criterion,
                 k=k,
                 n_models=n_models,
                 budget=budget,
@@ -107,7 +107,7 @@ def evaluate(
             per = {name: {t: res[name][t] for t in test_ids} for name in attributions}
             names = sorted(per)
             summary = {
-                "metric": metric,
+                "criterion": criterion,
                 "k": k,
                 "n_models": n_models,
                 "budget": budget,
@@ -118,9 +118,11 @@ def evaluate(
                     f"{a} vs {b}": head_to_head(per[a], per[b]) for i, a in enumerate(names) for b in names[i + 1 :]
                 },
             }
-            summary["plot"] = plot_cdf(per, k, os.path.join(out_dir, f"cdf_{metric}.png"), title=f"{metric} support")
+            summary["plot"] = plot_cdf(
+                per, k, os.path.join(out_dir, f"cdf_{criterion}.png"), title=f"{criterion} support"
+            )
         summary["rows_in_store"] = st.count()
-    path = os.path.join(out_dir, f"summary_{metric}.json")
+    path = os.path.join(out_dir, f"summary_{criterion}.json")
     write_json(path, summary)
     summary["summary_file"] = path
     return summary

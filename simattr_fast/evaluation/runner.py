@@ -12,8 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 
-from tqdm.auto import tqdm
-
+from .._progress import progress_bar
 from .store import ResultsStore
 from .support import support
 
@@ -26,7 +25,7 @@ def default_workers(threads_per_worker: int = 1) -> int:
     return max(1, cores // max(1, threads_per_worker))
 
 
-def run_job(trainer, store, job, metric, k, n_models, budget, flip):
+def run_job(trainer, store, job, criterion, k, n_models, budget, flip):
     method, test_id, ranking = job
     s = support(
         trainer,
@@ -34,13 +33,13 @@ def run_job(trainer, store, job, metric, k, n_models, budget, flip):
         test_id,
         ranking,
         method,
-        metric,
+        criterion,
         k=k,
         n_models=n_models,
         budget=budget,
         flip_class=None if flip is None else flip[test_id],
     )
-    store.add_support(test_id, method, metric, s, k)
+    store.add_support(test_id, method, criterion, s, k)
     return method, test_id, s
 
 
@@ -59,7 +58,7 @@ def run_searches(
     factory,
     store_path: str,
     jobs,
-    metric: str = "removal",
+    criterion: str = "removal",
     k: int = 1280,
     n_models: int = 5,
     budget: int = 7,
@@ -71,26 +70,26 @@ def run_searches(
     ``n_workers`` processes (default: one per core; 1 runs in this process). ``factory`` is a
     picklable zero-argument callable returning the trainer. Returns {method: {test_id: support}}."""
     with ResultsStore(store_path) as store:
-        done = store.supports(metric)
+        done = store.supports(criterion)
         todo = [j for j in jobs if j[1] not in done.get(j[0], {})]
         n_workers = default_workers() if n_workers is None else n_workers
-        bar = tqdm(
+        bar = progress_bar(
             total=len(jobs),
             initial=len(jobs) - len(todo),
-            desc=f"{metric} support",
+            desc=f"{criterion} support",
             unit="search",
-            disable=None if progress is None else not progress,
+            progress=progress,
         )
         if n_workers <= 1 or len(todo) <= 1:
             trainer = factory() if todo else None
             for job in todo:
-                run_job(trainer, store, job, metric, k, n_models, budget, flip)
+                run_job(trainer, store, job, criterion, k, n_models, budget, flip)
                 bar.update()
         else:
             threads = max(1, default_workers() // n_workers)
             ctx = mp.get_context("spawn")  # fork would copy torch's thread pools and locks
             with ctx.Pool(n_workers, initializer=_init, initargs=(factory, store.path, threads)) as pool:
-                for _ in pool.imap_unordered(_run, [(j, metric, k, n_models, budget, flip) for j in todo]):
+                for _ in pool.imap_unordered(_run, [(j, criterion, k, n_models, budget, flip) for j in todo]):
                     bar.update()
         bar.close()
-        return store.supports(metric)
+        return store.supports(criterion)

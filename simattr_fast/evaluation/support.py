@@ -23,13 +23,13 @@ from .trainers import margins
 CENSORED = -1
 
 
-def model_seed(test_id: int, method: str, metric: str, m: int, j: int) -> int:
+def model_seed(test_id: int, method: str, criterion: str, m: int, j: int) -> int:
     """A fresh, reproducible seed per model: the j-th model of step m of one search."""
-    h = hashlib.sha256(f"{test_id}/{method}/{metric}/{m}/{j}".encode()).digest()
+    h = hashlib.sha256(f"{test_id}/{method}/{criterion}/{m}/{j}".encode()).digest()
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
-def train_and_record(trainer, store, train_set, labels, seeds, test_ids, method, metric, m):
+def train_and_record(trainer, store, train_set, labels, seeds, test_ids, method, criterion, m):
     """Trains one model per seed on ``train_set`` (all at once), evaluates them on
     ``test_ids`` and stores every (model, test image) outcome. Returns logits ``[M, n, C]``,
     margins and correctness ``[M, n]``."""
@@ -41,7 +41,7 @@ def train_and_record(trainer, store, train_set, labels, seeds, test_ids, method,
     mg, correct = margins(lg, y), lg.argmax(-1) == y
     store.add_many(
         [
-            (t, method, metric, m, s, correct[j, i], mg[j, i], wall)
+            (t, method, criterion, m, s, correct[j, i], mg[j, i], wall)
             for j, s in enumerate(seeds)
             for i, t in enumerate(test_ids)
         ]
@@ -49,14 +49,14 @@ def train_and_record(trainer, store, train_set, labels, seeds, test_ids, method,
     return lg, mg, correct
 
 
-def evaluate_step(trainer, store, test_id, method, metric, m, n_models, train_set, labels):
+def evaluate_step(trainer, store, test_id, method, criterion, m, n_models, train_set, labels):
     """Trains the step's missing models (all at once), stores each outcome; returns the
     fraction of the ``n_models`` models that classify the test image correctly."""
-    have = store.get(test_id, method, metric, m)
-    seeds = [model_seed(test_id, method, metric, m, j) for j in range(n_models)]
+    have = store.get(test_id, method, criterion, m)
+    seeds = [model_seed(test_id, method, criterion, m, j) for j in range(n_models)]
     todo = [s for s in seeds if s not in have]
     if todo:
-        _, mg, correct = train_and_record(trainer, store, train_set, labels, todo, [test_id], method, metric, m)
+        _, mg, correct = train_and_record(trainer, store, train_set, labels, todo, [test_id], method, criterion, m)
         have.update({s: (bool(c), g) for s, c, g in zip(todo, correct[:, 0], mg[:, 0])})
     return float(np.mean([have[s][0] for s in seeds]))
 
@@ -67,19 +67,19 @@ def support(
     test_id: int,
     ranking,
     method: str,
-    metric: str = "removal",
+    criterion: str = "removal",
     k: int = 1280,
     n_models: int = 5,
     budget: int = 7,
     flip_class: int | None = None,
     train_ids=None,
 ) -> int:
-    """Removal (``metric="removal"``) or mislabel (``"mislabel"``, needs ``flip_class``)
+    """Removal (``criterion="removal"``) or mislabel (``"mislabel"``, needs ``flip_class``)
     support of test image ``test_id`` for ``ranking`` (training indices, best first; -1
     padding ignored). Returns the smallest flipping ``m`` found, or ``CENSORED`` (-1)."""
-    if metric not in ("removal", "mislabel"):
-        raise ValueError(f"metric: expected 'removal' or 'mislabel', got {metric!r}")
-    if metric == "mislabel" and flip_class is None:
+    if criterion not in ("removal", "mislabel"):
+        raise ValueError(f"criterion: expected 'removal' or 'mislabel', got {criterion!r}")
+    if criterion == "mislabel" and flip_class is None:
         raise ValueError("flip_class: mislabel support needs the class to relabel to (see flip_classes)")
     for name, v in (("k", k), ("n_models", n_models), ("budget", budget)):
         if int(v) <= 0:
@@ -94,12 +94,12 @@ def support(
     def flipped(m: int) -> bool:
         top = ranking[:m]
         labels = trainer.y_train
-        if metric == "removal":
+        if criterion == "removal":
             train_set = np.setdiff1d(all_ids, top, assume_unique=True)
         else:
             train_set, labels = all_ids, labels.copy()
             labels[top] = flip_class
-        frac = evaluate_step(trainer, store, test_id, method, metric, m, n_models, train_set, labels)
+        frac = evaluate_step(trainer, store, test_id, method, criterion, m, n_models, train_set, labels)
         return frac <= 0.5
 
     if not flipped(k):
@@ -118,7 +118,7 @@ def support(
 
 def flip_classes(trainer, store, test_ids, n_models: int = 5) -> dict:
     """The flip class of each test image: the highest-ranked wrong class in the averaged
-    softmax of ``n_models`` models trained on the full data (stored as metric ``flipclass``)."""
+    softmax of ``n_models`` models trained on the full data (stored as criterion ``flipclass``)."""
     test_ids = [int(t) for t in test_ids]
     seeds = [model_seed(-1, "full", "flipclass", 0, j) for j in range(n_models)]
     lg, _, _ = train_and_record(
