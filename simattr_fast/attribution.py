@@ -47,9 +47,36 @@ def _checksum(a: np.ndarray) -> str:
 
 @dataclass
 class Attribution:
-    """Top-k training images per test image. ``indices`` int64 ``[n_test, k]`` (global
-    training indices, best first, -1 padding), ``scores`` float32 ``[n_test, k]``, ``test_ids``
-    int64 ``[n_test]``; ``params`` says how they were made and ``provenance`` from what."""
+    """The top-k training images of each test image, with how and from what they were made.
+
+    Parameters
+    ----------
+    indices : int array [n_test, k]
+        Global training indices, best first; -1 pads short rows.
+    scores : float array [n_test, k]
+        The ranking's scores (NaN where unknown or padded).
+    test_ids : int array [n_test]
+        Which test image each row is.
+    params : dict
+        How the ranking was made (method, k, condition, ``higher_is_better``, solver settings).
+    provenance : dict
+        From what: the embedding metadata of both sides, versions, time.
+    test_labels, predicted_labels : int arrays [n_test] or None
+
+    Notes
+    -----
+    :meth:`save` / :meth:`load` use one checksummed ``.npz`` (format ``simattr-attribution``
+    version 1); :meth:`to_topk_matrix` / :meth:`from_topk_matrix` the reference ``[n_test, k]``
+    int64 ``.npy``; :meth:`from_scores` imports dense score matrices such as TRAK's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from simattr_fast import Attribution
+    >>> a = Attribution(np.array([[3, 1, -1]]), np.array([[0.9, 0.5, np.nan]]), test_ids=np.array([7]))
+    >>> a.ranking(7)
+    array([3, 1])
+    """
 
     indices: np.ndarray
     scores: np.ndarray

@@ -51,19 +51,40 @@ def _features(x, name: str):
 
 
 class Attributor:
-    """Ranks, for each test image, the training images it rests on (DESIGN.md section 1).
+    """Ranks, for each test image, the training images it rests on.
+
+    An estimator in scikit-learn's style: parameters are stored by ``__init__`` and checked by
+    :meth:`fit`; fitted state ends in an underscore (``train_embeddings_``, ``train_labels_``,
+    ``n_train_``, ``dim_``).
 
     Parameters
     ----------
-    method : "esvm" (default; an exemplar SVM per test image), "cosine", "ip" or "l2".
-    k : training images kept per test image (default 1280, the reference setting).
-    condition : the candidate pool. "true" (default): training images of the test image's true
-        label; "predicted": of the label the model predicted (pass ``predicted_labels``);
-        "none": all training images.
-    device : "auto", "cpu" or "cuda".
-    C, loss, intercept_scaling, tol, max_iter : the exemplar SVM (scikit-learn ``LinearSVC``
-        semantics), used by ``method="esvm"`` only.
-    n_threads : CPU threads (default: all). progress : show progress bars on long runs.
+    method : {"esvm", "cosine", "ip", "l2"}, default "esvm"
+        "esvm": an exemplar SVM per test image (see :func:`simattr_fast.esvm_topk`); the others
+        rank by similarity (see :func:`simattr_fast.topk`).
+    k : int, default 1280
+        Training images kept per test image (the reference setting).
+    condition : {"true", "predicted", "none"}, default "true"
+        The candidates: the training images of the test image's true label, of the label the
+        model predicted (pass ``predicted_labels``), or all of them.
+    device : {"auto", "cpu", "cuda"}, default "auto"
+    C, loss, intercept_scaling, tol, max_iter : default 0.1, "squared_hinge", 1.0, 1e-6, 10000
+        The exemplar SVM (scikit-learn ``LinearSVC`` semantics), for ``method="esvm"`` only.
+    n_threads : int or None, default None
+        CPU threads (None: all cores).
+    progress : bool or None, default None
+        Progress bars on long runs (None: only on a terminal).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from simattr_fast import Attributor
+    >>> train = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
+    >>> labels = np.array([0, 0, 1, 1])
+    >>> att = Attributor(method="cosine", k=2).fit(train, labels)
+    >>> result = att.attribute(np.array([[0.2, 1.0]], np.float32), test_labels=np.array([1]))
+    >>> result.indices
+    array([[3, 2]])
     """
 
     def __init__(
@@ -94,8 +115,26 @@ class Attributor:
         check_k(self.k)
 
     def fit(self, train_embeddings, train_labels=None) -> Attributor:
-        """Stores the training embeddings ``[n_train, d]`` and labels ``[n_train]`` (labels
-        are needed unless ``condition="none"``; an Embeddings folder brings its own)."""
+        """Stores the training embeddings and labels.
+
+        Parameters
+        ----------
+        train_embeddings : array [n_train, d] or Embeddings
+            float32 or float16 (NumPy, memmap, torch), or an :class:`~simattr_fast.embed.Embeddings`
+            folder, which brings its labels and metadata. Memmaps are kept by reference.
+        train_labels : int array [n_train] or None, default None
+            Needed unless ``condition="none"`` or the embeddings bring them.
+
+        Returns
+        -------
+        Attributor
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Bad parameters, empty or malformed embeddings, labels of the wrong length or dtype.
+        """
         self._check_params()
         x, labels, prov = _features(train_embeddings, "train_embeddings")
         if train_labels is not None:
@@ -120,8 +159,30 @@ class Attributor:
         return self
 
     def attribute(self, test_embeddings, test_labels=None, predicted_labels=None, test_ids=None) -> Attribution:
-        """Top-k training images for each test embedding ``[n_test, d]``; ``test_ids``
-        (default 0..n_test-1) say which test images the rows are."""
+        """Ranks the training images for each test embedding.
+
+        Parameters
+        ----------
+        test_embeddings : array [n_test, d] or Embeddings
+        test_labels : int array [n_test] or None, default None
+            Needed for ``condition="true"`` unless the embeddings bring them.
+        predicted_labels : int array [n_test] or None, default None
+            Needed for ``condition="predicted"``; stored with the result.
+        test_ids : int array [n_test] or None, default None
+            Which test images the rows are (default 0..n_test-1).
+
+        Returns
+        -------
+        Attribution
+            Indices and scores ``[n_test, k]`` with their parameters and provenance.
+
+        Raises
+        ------
+        RuntimeError
+            Called before :meth:`fit`.
+        ValueError, TypeError
+            Embeddings of another dimension, labels of the wrong length or dtype.
+        """
         if not hasattr(self, "train_embeddings_"):
             raise RuntimeError("Attributor: call fit(train_embeddings, train_labels) before attribute()")
         self._check_params()

@@ -94,6 +94,9 @@ class ArrayDataset(Dataset):
         return h.hexdigest()
 
 
+SPLITS = ("train", "test", "all")  # what open_dataset accepts
+
+
 def _to_tensor(a: np.ndarray) -> torch.Tensor:
     """[..., H, W, C] uint8 or float -> float32 [..., C, H, W] in [0, 1]."""
     a = np.ascontiguousarray(a)
@@ -187,12 +190,42 @@ class FolderDataset(Dataset):
 
 
 def open_dataset(name_or_path: str, split: str = "train", root: str | None = None, image_size: int | None = None):
-    """A dataset by name (``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``digits``;
-    ``root`` says where its files are, Fashion-MNIST defaults to Debian's location) or by path:
-    a folder of IDX files, of CIFAR batches, an ImageFolder tree (its ``split`` subfolder when
-    one exists), or an ``.npz`` with ``images`` and ``labels``. ``split``: ``'train'``,
-    ``'test'`` (or ``'all'`` for digits and folders). The result remembers how it was opened
-    (``spec``, kept in the embedding metadata), so that a report can open the same images again."""
+    """Opens a dataset by name or path.
+
+    Parameters
+    ----------
+    name_or_path : str
+        A name (``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``digits``) or a path: a
+        folder of IDX files or of CIFAR python batches (read without running any code in them),
+        an ImageFolder tree (its ``split`` subfolder when one exists), or an ``.npz`` with
+        ``images`` and ``labels``.
+    split : {"train", "test", "all"}, default "train"
+        ``"all"`` for digits and folders only.
+    root : str or None, default None
+        Where a named dataset's files are (Fashion-MNIST defaults to Debian's location).
+    image_size : int or None, default None
+        Resize and centre-crop ImageFolder images to this square size.
+
+    Returns
+    -------
+    Dataset
+        Items ``(float32 [C, H, W] in [0, 1], int label)``; ``targets``, ``describe()``,
+        ``fingerprint()``, and ``spec``: how it was opened, so that a report can reopen it.
+
+    Raises
+    ------
+    ValueError
+        Unknown names, bad splits, damaged or crafted files (with the file named).
+    FileNotFoundError
+        A missing path.
+
+    Examples
+    --------
+    >>> from simattr_fast.datasets import open_dataset
+    >>> ds = open_dataset("digits", "test")
+    >>> len(ds), ds[0][0].shape
+    (450, torch.Size([1, 8, 8]))
+    """
     ds = _open(name_or_path, split, root, image_size)
     absolute = lambda p: p and (os.path.abspath(p) if os.path.exists(p) else p)  # noqa: E731
     named = name_or_path.lower() in NAMES
@@ -206,7 +239,7 @@ def open_dataset(name_or_path: str, split: str = "train", root: str | None = Non
 
 
 def _open(name_or_path: str, split: str, root: str | None, image_size: int | None):
-    if split not in ("train", "test", "all"):
+    if split not in SPLITS:
         raise ValueError(f"split: expected 'train', 'test' or 'all', got {split!r}")
     key = name_or_path.lower()
     if key in NAMES:

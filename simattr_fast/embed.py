@@ -31,6 +31,7 @@ from ._progress import progress_bar
 # `load_embeddings` and `Embeddings` work on the kernel-only install.
 
 FORMAT = "simattr-embeddings"
+DTYPES = ("float16", "float32")  # storage types of embeddings.npy
 VERSION = 1
 
 
@@ -223,8 +224,8 @@ def embed(
 
 
 def _check_embed_args(dataset, backbone, checkpoint, batch_size, dtype) -> None:
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype: expected 'float16' or 'float32', got {dtype!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: expected one of {DTYPES}, got {dtype!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     if len(dataset) == 0:

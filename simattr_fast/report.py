@@ -67,9 +67,49 @@ def render_report(
     title: str = "simattr attribution report",
     size: int = 72,
 ) -> str:
-    """Writes the report to ``out`` and returns its path. ``train_data``/``test_data`` are the
-    datasets the embeddings came from (``(image, label)`` items, indexed by global index and by
-    ``attribution.test_ids``); ``rows`` are the attribution rows to show (default: the first 50)."""
+    """Writes a self-contained HTML report of an attribution.
+
+    Parameters
+    ----------
+    attribution : Attribution
+    train_data, test_data : datasets
+        The images the embeddings came from (``(image, label)`` items), indexed by global
+        training index and by ``attribution.test_ids``.
+    out : str
+        The HTML file to write (atomically).
+    rows : iterable of int or None, default None
+        Attribution rows to show (default: the first 50).
+    top : int, default 10
+        Training images shown per test image.
+    class_names : list of str or None, default None
+    title : str, default "simattr attribution report"
+    size : int, default 72
+        Thumbnail size in pixels.
+
+    Returns
+    -------
+    str
+        ``out``.
+
+    Raises
+    ------
+    ValueError
+        Rows, indices or test ids that do not fit the datasets.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from simattr_fast import Attribution
+    >>> from simattr_fast.datasets import ArrayDataset
+    >>> from simattr_fast.report import render_report
+    >>> imgs = np.zeros((4, 8, 8, 1), np.float32)  # [n, H, W, C]
+    >>> data = ArrayDataset(imgs, np.array([0, 0, 1, 1]))
+    >>> a = Attribution(np.array([[1, 0]]), np.array([[0.9, 0.1]]), test_ids=np.array([2]))
+    >>> path = render_report(a, data, data, os.path.join(tempfile.mkdtemp(), "r.html"))
+    >>> from pathlib import Path
+    >>> Path(path).read_text().count("<section")
+    1
+    """
     if top <= 0:
         raise ValueError(f"top: expected a positive number of training images per test image, got {top}")
     rows = list(range(min(50, len(attribution)))) if rows is None else list(rows)

@@ -113,3 +113,25 @@ def test_kernel_install_needs_no_torch():
 
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("name", ["_cpu", "_cuda"])
+def test_stubs_match_the_compiled_modules(name):
+    """The .pyi stubs name exactly the public functions and classes the module binds."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    try:
+        mod = importlib.import_module(f"simattr_fast._kernels.{name}")
+    except ImportError:
+        pytest.skip(f"{name} not built")
+    stub = Path(mod.__file__).parent / f"{name}.pyi"
+    if not stub.exists():  # editable installs keep the stubs beside the sources
+        import simattr_fast._kernels as k
+
+        stub = Path(k.__path__[-1]) / f"{name}.pyi"
+    tree = ast.parse(stub.read_text())
+    stubbed = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    bound = {n for n in dir(mod) if not n.startswith("_")}
+    assert stubbed == bound

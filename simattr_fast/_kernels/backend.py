@@ -43,6 +43,20 @@ def _cuda_status():
 
 
 def cuda_available() -> bool:
+    """Whether the CUDA backend can run here.
+
+    Returns
+    -------
+    bool
+        True when ``simattr_fast`` was built with its ``_cuda`` module and a CUDA device is
+        usable; ``device="cuda"`` raises with the reason otherwise.
+
+    Examples
+    --------
+    >>> import simattr_fast as sa
+    >>> isinstance(sa.cuda_available(), bool)
+    True
+    """
     return _cuda_status()[0] is not None
 
 

@@ -40,22 +40,61 @@ def esvm_topk(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k keys per query by the decision value of an exemplar SVM.
 
-    For each query q, one linear SVM is fitted with q as the only positive and its pool (the
-    keys of its own label when both label arrays are given, else all keys) as negatives,
+    For each query q, one linear SVM is fitted with q as the only positive and its candidate
+    keys (those of its own label when both label arrays are given, else all keys) as negatives,
     with scikit-learn ``LinearSVC(C=C, loss=loss, class_weight='balanced', tol=tol,
-    max_iter=max_iter, intercept_scaling=intercept_scaling)`` semantics: L2 penalty, the bias
-    a regularised weight on a constant feature. The pool is ranked by ``w.x + b``, highest
-    first. The solver is liblinear's dual coordinate descent (random permutations from
-    ``seed`` and the query index, shrinking), run over a working set of margin violators
-    whose gradients are refreshed for many queries at once with one GEMM.
+    max_iter=max_iter, intercept_scaling=intercept_scaling)`` semantics: L2 penalty, the bias a
+    regularised weight on a constant feature. The keys are ranked by ``w.x + b``, highest first.
+    The solver is liblinear's dual coordinate descent (random permutations from ``seed`` and the
+    query index, shrinking), run over a working set of margin violators whose gradients are
+    refreshed for many queries at once with one GEMM.
 
-    Memory: each class pool is held as float32 (pool rows x d x 4 bytes) together with a
-    decision-value tile of at most 64 MiB; the unconditioned pool is all keys.
+    Parameters
+    ----------
+    queries : array [nq, d], float32 or float16
+    keys : array [n, d], float32 or float16
+        Each class's keys are held as float32 (rows x d x 4 bytes) with a decision-value tile of
+        at most 64 MiB; unconditioned, that is all keys.
+    k : int
+        Keys kept per query (>= 1).
+    query_labels, key_labels : int arrays [nq] and [n], or None (default)
+        Both given: each query's negatives are the keys of its own label.
+    C : float, default 0.1
+    loss : {"squared_hinge", "hinge"}, default "squared_hinge"
+    intercept_scaling : float, default 1.0
+    tol : float, default 1e-6
+    max_iter : int, default 10000
+    device : {"auto", "cpu", "cuda"}, default "auto"
+    seed : int, default 0
+        Seeds the coordinate permutations (results do not depend on batching).
+    n_threads : int or None, default None
+    progress : bool or None, default None
+        Progress bar over classes (None: only on a terminal).
 
-    Returns ``(scores, indices)``: float32 and int64 [nq, k], best first; indices are rows
-    of ``keys``; rows are padded with NaN / -1 when a pool has fewer than k keys (a query
-    whose class has no key gets an all-padded row). Emits ``ConvergenceWarning`` when some
-    SVMs reach ``max_iter`` sweeps before ``tol``.
+    Returns
+    -------
+    scores : ndarray float32 [nq, k]
+        Decision values, best first.
+    indices : ndarray int64 [nq, k]
+        Rows of ``keys``; NaN / -1 pad rows with fewer than k candidates (a query whose class
+        has no key gets an all-padded row).
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`topk`, plus bad solver settings.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When some SVMs reach ``max_iter`` sweeps before ``tol``.
+
+    Examples
+    --------
+    >>> import numpy as np, simattr_fast as sa
+    >>> keys = np.array([[1, 0], [0.9, 0.1], [0, 1], [-1, 0]], dtype=np.float32)
+    >>> sa.esvm_topk(np.array([[1, 0]], np.float32), keys, 2)[1]
+    array([[0, 1]])
     """
     inp = prepare_inputs(queries, keys, k, query_labels, key_labels, device, n_threads)
     Q, K, k, ql, kl = inp.queries, inp.keys, inp.k, inp.query_labels, inp.key_labels

@@ -27,33 +27,57 @@ def topk(
     block_rows: int | None = None,
     progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k keys for each query.
+    """Exact top-k keys for each query, by cosine, inner product or squared L2.
 
     Parameters
     ----------
-    queries : array [nq, d], float32 or float16 (NumPy, memmap, torch, cupy)
-    keys : array [n, d], float32 or float16. An ``np.memmap`` may be far larger than RAM:
-        it is streamed in blocks of ``block_rows`` rows, holding about
-        ``block_rows * d * 4`` bytes of keys (one reused float32 buffer), plus
-        ``nq * 2 * min(k, n) * 8`` bytes of running top-k state (capped at 1 GiB by
-        processing queries in chunks), plus the outputs. At most 2^32 - 1 keys.
-    k : int >= 1. May equal (or exceed) the pool; rows with fewer candidates are padded.
-    metric : "cosine" | "ip" | "l2". cosine and ip rank descending, l2 (squared Euclidean
-        distance) ascending.
-    query_labels, key_labels : int arrays [nq], [n] or None. When both are given each query
-        only ranks the keys of its own label (class-conditioned).
-    device : "auto" | "cpu" | "cuda". "auto" picks CUDA when inputs live on a GPU or a GPU is
-        usable, else CPU. "cuda" without a usable GPU raises RuntimeError.
-    n_threads : int or None. Threads for the CPU kernels and BLAS (None: all cores).
-    block_rows : int or None. Keys per streamed block (default: 64 MiB of float32,
-        ``SIMATTR_BLOCK_MB`` overrides).
-    progress : bool or None. Progress bar over key blocks (None: only on a terminal).
+    queries : array [nq, d], float32 or float16
+        NumPy, memmap, torch or cupy (a GPU array runs on the CUDA backend).
+    keys : array [n, d], float32 or float16
+        An ``np.memmap`` may be far larger than RAM: it is streamed in blocks of ``block_rows``
+        rows, holding about ``block_rows * d * 4`` bytes of keys, plus
+        ``nq * 2 * min(k, n) * 8`` bytes of running top-k state (capped at 1 GiB by processing
+        queries in chunks), plus the outputs. At most 2^32 - 1 keys.
+    k : int
+        Keys kept per query (>= 1). May equal or exceed the candidates; short rows are padded.
+    metric : {"cosine", "ip", "l2"}, default "cosine"
+        cosine and ip rank descending, l2 (squared Euclidean distance) ascending.
+    query_labels, key_labels : int arrays [nq] and [n], or None (default)
+        When both are given, each query only ranks the keys of its own label.
+    device : {"auto", "cpu", "cuda"}, default "auto"
+        "auto" picks CUDA when an input lives on a GPU or a GPU is usable, else the CPU.
+    n_threads : int or None, default None
+        CPU threads (None: all cores).
+    block_rows : int or None, default None
+        Keys per streamed block (None: 64 MiB of float32; ``SIMATTR_BLOCK_MB`` overrides).
+        Results do not depend on it.
+    progress : bool or None, default None
+        Progress bar over key blocks (None: only on a terminal).
 
     Returns
     -------
-    scores : float32 [nq, k], best first (for l2 the squared distances, ascending).
-    indices : int64 [nq, k], indices into ``keys``; -1 (with score NaN) pads rows whose pool
-        has fewer than k keys. Ties go to the lower key index.
+    scores : ndarray float32 [nq, k]
+        Best first (for l2 the squared distances, ascending).
+    indices : ndarray int64 [nq, k]
+        Rows of ``keys``; -1 (with score NaN) pads rows with fewer than k candidates. Ties go
+        to the lower key index.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad shapes, dtypes, labels, ``k`` or ``metric``; NaN or Inf in a row (named).
+    RuntimeError
+        ``device="cuda"`` without a usable CUDA backend (the reason is given).
+
+    Examples
+    --------
+    >>> import numpy as np, simattr_fast as sa
+    >>> keys = np.array([[1, 0], [0, 1], [1, 1], [-1, 0]], dtype=np.float32)
+    >>> scores, indices = sa.topk(keys[:1], keys, 2, metric="ip")
+    >>> indices
+    array([[0, 2]])
+    >>> sa.topk(keys[:1], keys, 5, metric="l2")[1].tolist()
+    [[0, 2, 1, 3, -1]]
     """
     metric = check_metric(metric)
     inp = prepare_inputs(queries, keys, k, query_labels, key_labels, device, n_threads)

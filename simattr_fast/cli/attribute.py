@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from ..attributor import CONDITIONS, METHODS
 from .common import DEVICES, CliError, require_file
 
 
@@ -18,11 +19,11 @@ def add(sub):
     p.add_argument("--train-labels", help=".npy int [n_train] (only with a .npy --train)")
     p.add_argument("--test-labels", help=".npy int [n_test] (only with a .npy --test)")
     p.add_argument("--out", required=True, help="attribution file to write (.npz)")
-    p.add_argument("--method", choices=("esvm", "cosine", "l2", "ip"), default="esvm")
+    p.add_argument("--method", choices=METHODS, default="esvm")
     p.add_argument("--k", type=int, default=1280, help="training images kept per test image (default 1280)")
     p.add_argument(
         "--condition",
-        choices=("true", "predicted", "none"),
+        choices=CONDITIONS,
         default="true",
         help="pool: training images of the true label (default), the predicted label, or all",
     )

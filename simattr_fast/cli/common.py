@@ -3,6 +3,7 @@
 import os
 
 from .._kernels.backend import DEVICES  # noqa: F401 (the CLI offers what the API accepts)
+from ..datasets import SPLITS
 
 
 class CliError(Exception):
@@ -23,6 +24,6 @@ def dataset_args(p, split_default="train"):
         help="fashion-mnist | mnist | cifar10 | cifar100 | digits, or a path: a folder of IDX files, "
         "of CIFAR batches, an ImageFolder tree, or an .npz with 'images' and 'labels'",
     )
-    p.add_argument("--split", choices=("train", "test", "all"), default=split_default)
+    p.add_argument("--split", choices=SPLITS, default=split_default)
     p.add_argument("--data-root", help="folder holding the dataset's files (needed for mnist/cifar by name)")
     p.add_argument("--image-size", type=int, help="resize+centre-crop ImageFolder images to this square size")

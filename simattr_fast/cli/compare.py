@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from ..evaluation.store import SEARCH_CRITERIA
 from .common import CliError, require_file
 
 
 def add(sub):
     p = sub.add_parser("compare", help="head-to-head support counts of two methods in a results store")
     p.add_argument("--store", required=True)
-    p.add_argument("--criterion", choices=("removal", "mislabel"), default="removal")
+    p.add_argument("--criterion", choices=SEARCH_CRITERIA, default="removal")
     p.add_argument("a", help="method name")
     p.add_argument("b", help="method name")
     p.set_defaults(func=compare_cmd)

@@ -10,6 +10,7 @@ import os
 import time
 
 from .._io import atomic_write
+from ..attributor import METHODS
 from .common import DEVICES, CliError
 
 
@@ -21,7 +22,7 @@ def add(sub):
     )
     d.add_argument("--out", default="simattr_out", help="output folder (default: simattr_out)")
     d.add_argument("--k", type=int, default=50, help="training images kept per test image (default: 50)")
-    d.add_argument("--method", choices=("esvm", "cosine", "l2", "ip"), default="esvm")
+    d.add_argument("--method", choices=METHODS, default="esvm")
     d.add_argument("--epochs", type=int, default=15, help="SimCLR epochs on the digits (default: 15)")
     d.add_argument("--check", type=int, default=4, help="test images in the removal-support check (0 skips it)")
     d.add_argument("--device", choices=DEVICES, default="auto")

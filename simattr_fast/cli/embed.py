@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..embed import DTYPES
 from .common import DEVICES, dataset_args
 
 
@@ -26,7 +27,7 @@ def add(sub):
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--dtype", choices=DTYPES, default="float16")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.set_defaults(func=embed_cmd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..evaluation.store import CRITERIA
 from .common import CliError, require_file
 
 
@@ -14,7 +15,7 @@ def add(sub):
         help="counterfactual evaluation of attributions: removal or mislabel support, "
         "or LDS (every model stored; resumes; parallel)",
     )
-    p.add_argument("criterion", choices=("removal", "mislabel", "lds"))
+    p.add_argument("criterion", choices=CRITERIA)
     p.add_argument(
         "--attribution",
         nargs="+",

@@ -12,12 +12,10 @@ import numpy as np
 from .._io import write_json
 from .lds import lds, subset_margins, subset_masks
 from .runner import run_searches
-from .store import ResultsStore
+from .store import CRITERIA, ResultsStore
 from .summary import head_to_head, plot_cdf, summarize
 from .support import flip_classes
 from .trainers import trainer_from_spec
-
-CRITERIA = ("removal", "mislabel", "lds")
 
 
 def _ranking_sha(a, test_ids) -> str:
@@ -42,10 +40,52 @@ def evaluate(
     alpha: float = 0.5,
     progress=None,
 ) -> dict:
-    """Evaluates every ``{method: Attribution}`` on ``test_ids`` with the trainer described by
-    ``trainer_spec`` (see :func:`trainer_from_spec`); every model goes to the store at
-    ``store_path``. Writes ``summary_<criterion>.json`` (and ``cdf_<criterion>.png`` for supports)
-    to ``out_dir`` and returns the summary. Started again, it redoes nothing that finished."""
+    """Counterfactual evaluation of rankings: removal support, mislabel support or LDS.
+
+    Parameters
+    ----------
+    attributions : dict of {str: Attribution}
+        The rankings to evaluate, by name.
+    trainer_spec : dict
+        Plain data describing the trainer (see :func:`trainer_from_spec`), so that every worker
+        can build its own.
+    store_path : str
+        The SQLite results store; every trained model is one row, committed as it is known.
+    criterion : {"removal", "mislabel", "lds"}
+    test_ids : list of int
+        Test images to evaluate; every attribution must rank them.
+    out_dir : str
+        Receives ``summary_<criterion>.json`` and, for supports, ``cdf_<criterion>.png``.
+    k : int, default 1280
+        Search range of the supports.
+    n_models : int, default 5
+        Models per step (M); a step flips when at most half of them stay correct.
+    budget : int, default 7
+        Bisection steps after the first try at ``m = k``.
+    n_workers : int or None, default None
+        Worker processes (None: one per core).
+    n_subsets, alpha : int, float, default 50, 0.5
+        LDS subsets and the fraction of the training set each holds.
+    progress : bool or None, default None
+
+    Returns
+    -------
+    dict
+        The summary written to ``summary_<criterion>.json`` (per method: supports, fraction
+        flipped, CDF area, median; or LDS with its confidence interval).
+
+    Raises
+    ------
+    ValueError
+        Unknown criterion, test ids an attribution does not rank, a store filled with other
+        settings.
+
+    Examples
+    --------
+    >>> from simattr_fast.evaluation import evaluate   # doctest: +SKIP
+    >>> evaluate({"esvm": a}, {"kind": "small_cnn", "dataset": "digits"}, "r.sqlite",
+    ...          "removal", [0, 1], "out", k=50, n_models=3, budget=3)   # doctest: +SKIP
+    """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion: expected one of {CRITERIA}, got {criterion!r}")
     test_ids = [int(t) for t in test_ids]

@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+CRITERIA = ("removal", "mislabel", "lds")  # what `evaluate` measures
+SEARCH_CRITERIA = ("removal", "mislabel")  # the ones answered by a support search
+
+
 class StoreError(ValueError):
     """The results store cannot be opened or written: not a store, damaged, read-only, or the
     disk is full. The message is one line naming the file."""

@@ -1,0 +1,61 @@
+"""Stubs of the compiled CPU module (csrc/python/bind_cpu.cpp). Arrays are C-contiguous;
+shapes are given as [rows, cols]. Validation lives in Python; these calls only guard memory."""
+
+import enum
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class Metric(enum.IntEnum):
+    cosine = 0
+    ip = 1
+    l2 = 2
+
+def set_blas(sgemm: object, dgemm: object, dpotrf: object, dpotrs: object) -> None: ...
+def clear_blas() -> None: ...
+def has_blas() -> bool: ...
+
+class TopkAccumulator:
+    """Running top-k of `nq` rows (memory nq * 2k * 8 bytes)."""
+
+    def __init__(self, nq: int, k: int) -> None: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def k(self) -> int: ...
+    def finalize(self, n_threads: int = 0) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]: ...
+    def finalize_into(
+        self,
+        scores: npt.NDArray[np.float32],
+        ids: npt.NDArray[np.int64],
+        row_map: npt.NDArray[np.int64],
+        n_threads: int = 0,
+    ) -> None: ...
+
+def topk(
+    acc: TopkAccumulator,
+    queries: npt.NDArray[np.float32],  # [nq, d]
+    keys: npt.NDArray[np.float32],  # [nb, d]
+    ids: npt.NDArray[np.int64],  # [nb]
+    key_sq_norms: npt.NDArray[np.float32] | None,  # [nb], l2 only
+    metric: Metric,
+    row0: int,
+    n_threads: int = 0,
+) -> None: ...
+def esvm_topk(
+    acc: TopkAccumulator,
+    queries: npt.NDArray[np.float32],  # [m, d]
+    keys: npt.NDArray[np.float32],  # [n, d]
+    key_ids: npt.NDArray[np.int64],  # [n]
+    query_ids: npt.NDArray[np.int64],  # [m]
+    C: float,
+    squared_hinge: bool,
+    intercept_scaling: float,
+    tol: float,
+    max_iter: int,
+    seed: int,
+    row0: int,
+    n_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]: ...
