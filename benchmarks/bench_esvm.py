@@ -56,7 +56,7 @@ def main(argv=None):
         "fashion: Fashion-MNIST pixels (784-d, train split as keys, test split as queries)",
     )
     ap.add_argument("--ref-queries", type=int, default=None, help="queries to run the sklearn loop on (default: all)")
-    ap.add_argument("--out", default="benchmarks/out/esvm.json")
+    ap.add_argument("--out", default="benchmarks/results/esvm.json")
     a = ap.parse_args(argv)
     keys, kl = embedding_like(a.per_class, a.classes, a.d, seed=0)
     queries, ql = embedding_like(a.nq // a.classes, a.classes, a.d, seed=1)

@@ -1,4 +1,4 @@
-"""Removal support on Fashion-MNIST for ESVM, cosine and random rankings (DESIGN.md section 2).
+"""Removal support on Fashion-MNIST for ESVM, cosine and random rankings (docs/architecture.md, section 4).
 
     python benchmarks/bench_removal.py                 # the recorded run (about 20 min on 2 cores)
     python benchmarks/bench_removal.py --n-test 4 --k 40 --budget 2   # a quick look
@@ -8,10 +8,10 @@ Pipeline: the SimCLR backbone of bench_ssl.py (its checkpoint; run that first) e
 training images (k=--k); a random same-class ranking is the baseline. Each ranking's removal
 support is searched with the small CNN of simattr_fast.evaluation (M models per step, the
 <= 0.5 rule, censoring at k, --budget bisection steps). The test images are fixed in
-benchmarks/removal_test_ids.json (made on the first run: --n-test images drawn with seed 0
+benchmarks/results/removal_test_ids.json (made on the first run: --n-test images drawn with seed 0
 among the first 1,000 test images that the full-data ensemble classifies correctly). Every
 model is a row of the results store, so an interrupted run resumes where it stopped.
-Writes benchmarks/removal_fashion.json and benchmarks/removal_fashion.png.
+Writes benchmarks/results/removal_fashion.json and benchmarks/results/removal_fashion.png.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--ssl-checkpoint", default=os.path.join(HERE, "out", "ssl_fashion", "checkpoint.pt"))
     p.add_argument("--work", default=os.path.join(HERE, "out", "removal"), help="store, embeddings, attributions")
-    p.add_argument("--ids-file", default=os.path.join(HERE, "removal_test_ids.json"))
-    p.add_argument("--result", default=os.path.join(HERE, "removal_fashion"))
+    p.add_argument("--ids-file", default=os.path.join(HERE, "results", "removal_test_ids.json"))
+    p.add_argument("--result", default=os.path.join(HERE, "results", "removal_fashion"))
     args = p.parse_args(argv)
     if not os.path.exists(args.ssl_checkpoint):
         sys.exit(f"bench_removal: no SimCLR checkpoint at {args.ssl_checkpoint}; run benchmarks/bench_ssl.py first")

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--backbone", default="small_cnn")
     p.add_argument("--out", default="benchmarks/out/ssl_fashion")
-    p.add_argument("--json", default="benchmarks/out/ssl.json")
+    p.add_argument("--json", default="benchmarks/results/ssl.json")
     args = p.parse_args(argv)
 
     train, test = open_dataset("fashion-mnist", "train"), open_dataset("fashion-mnist", "test")

@@ -86,7 +86,7 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=1280)
     ap.add_argument("--block-mb", type=float, default=64)
     ap.add_argument("--path", default="benchmarks/out/stream_keys.npy")
-    ap.add_argument("--out", default="benchmarks/out/stream.json")
+    ap.add_argument("--out", default="benchmarks/results/stream.json")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:

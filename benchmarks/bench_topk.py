@@ -76,7 +76,7 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=1280)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--out", default="benchmarks/out/topk.json")
+    ap.add_argument("--out", default="benchmarks/results/topk.json")
     a = ap.parse_args(argv)
     keys, kl = embedding_like(a.nk // a.classes, a.classes, a.d, seed=0)
     queries, ql = embedding_like(a.nq // a.classes, a.classes, a.d, seed=1)

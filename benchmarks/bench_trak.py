@@ -5,7 +5,7 @@
     python benchmarks/bench_trak.py --quick    # everything sized down, under benchmarks/out/quick/
 
 Same split as bench_removal.py: the first --n-train Fashion-MNIST training images, the test
-images of benchmarks/removal_test_ids.json. It reuses the SimCLR checkpoint of bench_ssl.py and
+images of benchmarks/results/removal_test_ids.json. It reuses the SimCLR checkpoint of bench_ssl.py and
 the results store of bench_removal.py (running them first when they are missing), so their
 ESVM/cosine/random searches are not redone.
 
@@ -18,7 +18,7 @@ Cost, each stage timed in this run with its peak RSS and bytes written:
 Quality: removal support of every ranking (ESVM, cosine, random, TRAK x1, TRAK xC; TRAK ranks
 all training images, as it is meant to be used) through simattr_fast.evaluation, and LDS of
 all of them on the same --subsets subset-trained models.
-Writes benchmarks/trak_comparison.{json,md,png}.
+Writes benchmarks/results/trak_comparison.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -124,10 +124,10 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--skip-removal", action="store_true")
     p.add_argument("--mislabel", action="store_true", help="also mislabel support for every ranking")
-    p.add_argument("--ids-file", default=os.path.join(HERE, "removal_test_ids.json"))
+    p.add_argument("--ids-file", default=os.path.join(HERE, "results", "removal_test_ids.json"))
     p.add_argument("--ssl-checkpoint", default=os.path.join(HERE, "out", "ssl_fashion", "checkpoint.pt"))
     p.add_argument("--work", default=os.path.join(HERE, "out", "removal"), help="bench_removal's work folder")
-    p.add_argument("--result", default=os.path.join(HERE, "trak_comparison"))
+    p.add_argument("--result", default=os.path.join(HERE, "results", "trak_comparison"))
     p.add_argument("--ssl-minutes", type=float, default=25.0, help="SimCLR training time when it must be run")
     p.add_argument(
         "--quick",
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
                 "--result",
                 os.path.join(os.path.dirname(args.result), "removal_fashion")
                 if args.quick
-                else os.path.join(HERE, "removal_fashion"),
+                else os.path.join(HERE, "results", "removal_fashion"),
             ]
         )
     with open(args.ids_file) as f:
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
         atts, spec, store, "lds", ids, os.path.join(tmp, "eval"), n_subsets=args.subsets, alpha=args.alpha
     )
     ssl_json = os.path.join(os.path.dirname(args.ssl_checkpoint), "ssl.json")
-    ssl_json = ssl_json if os.path.exists(ssl_json) else os.path.join(HERE, "out", "ssl.json")
+    ssl_json = ssl_json if os.path.exists(ssl_json) else os.path.join(HERE, "results", "ssl.json")
     ssl = json.load(open(ssl_json))["simclr"] if os.path.exists(ssl_json) else None
     import trak
 

@@ -1,4 +1,4 @@
-"""Counterfactual evaluation of attributions (DESIGN.md section 2): removal and mislabel
+"""Counterfactual evaluation of attributions (docs/architecture.md, section 4): removal and mislabel
 support, LDS, a results store that survives kills, local parallel runs, summaries and plots."""
 
 from .lds import lds, subset_margins, subset_masks

@@ -1,4 +1,4 @@
-"""Linear datamodeling score (DESIGN.md section 2).
+"""Linear datamodeling score (docs/architecture.md, section 4).
 
 ``S`` models are trained on random subsets holding a fraction ``alpha`` of the training set;
 each model's correct-class margin on each test image is stored (criterion ``lds``, ``m`` = subset

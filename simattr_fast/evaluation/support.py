@@ -1,4 +1,4 @@
-"""Data removal support and data mislabel support (DESIGN.md section 2).
+"""Data removal support and data mislabel support (docs/architecture.md, section 4).
 
 For a test image and a ranking ``L`` of its training images: the smallest ``m`` such that models
 trained without ``L[:m]`` (removal) or with ``L[:m]`` relabelled to the flip class (mislabel)
