@@ -154,6 +154,74 @@ std::vector<int64_t> nearest(const float* f, int64_t n, int64_t count) {
     return order;
 }
 
+// The largest augmented key norm |[x, B]|: it scales the float32 GEMM error bound.
+double max_augmented_norm(const Problem& P) {
+    double max_sq = 0.0;
+    for (int64_t i = 0; i < P.n; ++i) {
+        double s = 0.0;
+        for (int64_t c = 0; c < P.d; ++c) s += double(P.keys[i * P.ldk + c]) * P.keys[i * P.ldk + c];
+        max_sq = std::max(max_sq, s);
+    }
+    return std::sqrt(max_sq + P.B * P.B);
+}
+
+// Starts the SVMs of one tile of queries: each working set begins with the keys nearest its
+// query (by the inner products in F [tm, n]) and is solved once.
+void start_svms(const Problem& P, const float* queries, int64_t ldq, const int64_t* query_ids,
+                std::vector<Svm>& svms, const float* F, int nt) {
+    const EsvmParams& params = *P.p;
+    parallel_for(int64_t(svms.size()), nt, [&](int64_t j) {
+        Svm& s = svms[j];
+        s.w.assign(P.d + 1, 0.0);
+        s.alpha.assign(1, 0.0);
+        s.in_ws.assign(P.n, 0);
+        s.rng = SplitMix64(query_seed(params.seed, query_ids[j]));
+        s.round_tol = std::max(params.tol, kLooseTol);
+        add_to_working_set(s, nearest(F + j * P.n, P.n, std::min(P.n, kInitialWorkingSet)));
+        solve_working_set(P, queries + j * ldq, s);
+    });
+}
+
+// One round of a live SVM, given its decision values f [n] over all keys (bias added here):
+// it is done when no key outside the working set violates the margin at the final
+// tolerance; else the violators join the working set and it is solved again.
+void refresh_svm(const Problem& P, const float* query, Svm& s, float* f, double max_norm) {
+    const EsvmParams& params = *P.p;
+    const float bias = float(s.w[P.d] * P.B);
+    for (int64_t i = 0; i < P.n; ++i) f[i] += bias;
+    if (s.iters >= params.max_iter) {
+        s.done = true;
+        return;
+    }
+    // float32 GEMM error is far below this margin, so a row left out truly has alpha = 0
+    // and a non-negative gradient up to tol: liblinear's stopping rule.
+    double wn = 0.0;
+    for (double v : s.w) wn += v * v;
+    const double margin = params.tol + 1e-5 * std::sqrt(wn) * max_norm;
+    prune_working_set(s, f, kPruneGradient + margin);
+    const int64_t budget = std::max<int64_t>(kInitialWorkingSet, kGrowth * int64_t(s.ws.size()));
+    const std::vector<int64_t> add = violators(f, s, P.n, margin, budget);
+    if (add.empty()) {
+        if (s.round_tol <= params.tol && s.converged) {
+            s.done = true;
+            return;
+        }
+        s.round_tol = params.tol;
+    }
+    add_to_working_set(s, add);
+    solve_working_set(P, query, s);
+}
+
+// Decision values (without the bias) of the live SVMs over all keys, with one GEMM:
+// F [live, n] = W [live, d] X^T, W rounded to float32 into W32.
+void live_decision_values(const Problem& P, const std::vector<Svm>& svms, const std::vector<int64_t>& live,
+                          std::vector<float>& W32, float* F, int nt) {
+    const int64_t nl = int64_t(live.size());
+    for (int64_t r = 0; r < nl; ++r)
+        for (int64_t c = 0; c < P.d; ++c) W32[r * P.d + c] = float(svms[live[r]].w[c]);
+    gemm_abt(P.blas->sgemm, W32.data(), P.d, P.keys, P.ldk, F, P.n, nl, P.n, P.d, nt);
+}
+
 }  // namespace
 
 void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, int64_t ldk, int64_t n,
@@ -164,13 +232,7 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, 
     const Problem P{
         keys,    ldk,  n, d, params.intercept_scaling, dcd_constants(params.C, n, params.squared_hinge),
         &params, &blas};
-    double max_norm = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        double s = 0.0;
-        for (int64_t c = 0; c < d; ++c) s += double(keys[i * ldk + c]) * keys[i * ldk + c];
-        max_norm = std::max(max_norm, s);
-    }
-    max_norm = std::sqrt(max_norm + P.B * P.B);
+    const double max_norm = max_augmented_norm(P);
 
     // Queries are solved in tiles: a tile's decision values [tile, n] (at most 64 MiB), its
     // membership flags [tile, n] and its cached Gram matrices (at most tile x 32 MiB, usually
@@ -184,49 +246,14 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, 
         F.resize(size_t(tm * n));
         W32.resize(size_t(tm * d));
         gemm_abt(blas.sgemm, queries + t0 * ldq, ldq, keys, ldk, F.data(), n, tm, n, d, nt);
-        parallel_for(tm, nt, [&](int64_t j) {
-            Svm& s = svms[j];
-            s.w.assign(d + 1, 0.0);
-            s.alpha.assign(1, 0.0);
-            s.in_ws.assign(n, 0);
-            s.rng = SplitMix64(query_seed(params.seed, query_ids[t0 + j]));
-            s.round_tol = std::max(params.tol, kLooseTol);
-            add_to_working_set(s, nearest(F.data() + j * n, n, std::min(n, kInitialWorkingSet)));
-            solve_working_set(P, queries + (t0 + j) * ldq, s);
-        });
+        start_svms(P, queries + t0 * ldq, ldq, query_ids + t0, svms, F.data(), nt);
         std::vector<int64_t> live(tm);
         for (int64_t j = 0; j < tm; ++j) live[j] = j;
         while (!live.empty()) {
             const int64_t nl = int64_t(live.size());
-            for (int64_t r = 0; r < nl; ++r)
-                for (int64_t c = 0; c < d; ++c) W32[r * d + c] = float(svms[live[r]].w[c]);
-            gemm_abt(blas.sgemm, W32.data(), d, keys, ldk, F.data(), n, nl, n, d, nt);
+            live_decision_values(P, svms, live, W32, F.data(), nt);
             parallel_for(nl, nt, [&](int64_t r) {
-                Svm& s = svms[live[r]];
-                float* f = F.data() + r * n;
-                const float bias = float(s.w[d] * P.B);
-                for (int64_t i = 0; i < n; ++i) f[i] += bias;
-                if (s.iters >= params.max_iter) {
-                    s.done = true;
-                    return;
-                }
-                // float32 GEMM error is far below this margin, so a row left out truly has
-                // alpha = 0 and a non-negative gradient up to tol: liblinear's stopping rule.
-                double wn = 0.0;
-                for (double v : s.w) wn += v * v;
-                const double margin = params.tol + 1e-5 * std::sqrt(wn) * max_norm;
-                prune_working_set(s, f, kPruneGradient + margin);
-                const int64_t budget = std::max<int64_t>(kInitialWorkingSet, kGrowth * int64_t(s.ws.size()));
-                const std::vector<int64_t> add = violators(f, s, n, margin, budget);
-                if (add.empty()) {
-                    if (s.round_tol <= params.tol && s.converged) {
-                        s.done = true;
-                        return;
-                    }
-                    s.round_tol = params.tol;
-                }
-                add_to_working_set(s, add);
-                solve_working_set(P, queries + (t0 + live[r]) * ldq, s);
+                refresh_svm(P, queries + (t0 + live[r]) * ldq, svms[live[r]], F.data() + r * n, max_norm);
             });
             // Finished queries hand over their decision values (from the GEMM just done,
             // i.e. from their final w); the rest go round again.

@@ -14,8 +14,8 @@ from .lds import lds, subset_margins, subset_masks
 from .runner import run_searches
 from .store import CRITERIA, ResultsStore
 from .summary import head_to_head, plot_cdf, summarize
-from .support import flip_classes
-from .trainers import trainer_from_spec
+from .support import check_ranking_range, flip_classes
+from .trainers import spec_labels, trainer_from_spec
 
 
 def _ranking_sha(a, test_ids) -> str:
@@ -86,51 +86,19 @@ def evaluate(
     >>> evaluate({"esvm": a}, {"kind": "small_cnn", "dataset": "digits"}, "r.sqlite",
     ...          "removal", [0, 1], "out", k=50, n_models=3, budget=3)   # doctest: +SKIP
     """
-    if criterion not in CRITERIA:
-        raise ValueError(f"criterion: expected one of {CRITERIA}, got {criterion!r}")
-    test_ids = [int(t) for t in test_ids]
-    if not test_ids:
-        raise ValueError("test_ids: expected at least one test image")
-    for name, a in attributions.items():
-        missing = sorted(set(test_ids) - set(a.test_ids.tolist()))
-        if missing:
-            raise ValueError(f"test_ids: attribution {name!r} has no ranking for test images {missing[:5]}")
+    test_ids = _check_inputs(attributions, trainer_spec, criterion, test_ids, k)
     os.makedirs(out_dir, exist_ok=True)
     factory = functools.partial(trainer_from_spec, trainer_spec)
+    settings = {"trainer": trainer_spec, "k": k, "n_models": n_models, "budget": budget}
+    settings.update(n_subsets=n_subsets, alpha=alpha)
     with ResultsStore(store_path) as st:
-        st.set_info(
-            f"settings/{criterion}",
-            json.dumps(
-                {
-                    "trainer": trainer_spec,
-                    "k": k,
-                    "n_models": n_models,
-                    "budget": budget,
-                    "n_subsets": n_subsets,
-                    "alpha": alpha,
-                },
-                sort_keys=True,
-            ),
-        )
+        st.set_info(f"settings/{criterion}", json.dumps(settings, sort_keys=True))
         for name, a in attributions.items():
             st.set_info(f"ranking/{criterion}/{name}", _ranking_sha(a, test_ids))
         if criterion == "lds":
-            trainer = factory()
-            masks = subset_masks(len(trainer.y_train), n_subsets, alpha)
-            mg = subset_margins(trainer, st, test_ids, n_subsets, alpha, progress=progress)
-            per = {}
-            for name, a in attributions.items():
-                rows = [int(np.flatnonzero(a.test_ids == t)[0]) for t in test_ids]
-                per[name] = lds(a, masks, mg, rows)
-            summary = {"criterion": "lds", "alpha": alpha, "n_subsets": n_subsets, "test_ids": test_ids, "methods": per}
+            summary = _evaluate_lds(attributions, factory(), st, test_ids, n_subsets, alpha, progress)
         else:
-            flip = None
-            if criterion == "mislabel":
-                flip = json.loads(st.info("flipclasses") or "{}")
-                flip = {int(t): c for t, c in flip.items()}
-                if not set(test_ids) <= set(flip):
-                    flip.update(flip_classes(factory(), st, [t for t in test_ids if t not in flip], n_models))
-                    st.replace_info("flipclasses", json.dumps(flip))
+            flip = _flip_classes(factory, st, test_ids, n_models) if criterion == "mislabel" else None
             jobs = [(name, t, a.ranking(t)) for name, a in attributions.items() for t in test_ids]
             res = run_searches(
                 factory,
@@ -145,19 +113,7 @@ def evaluate(
                 progress=progress,
             )
             per = {name: {t: res[name][t] for t in test_ids} for name in attributions}
-            names = sorted(per)
-            summary = {
-                "criterion": criterion,
-                "k": k,
-                "n_models": n_models,
-                "budget": budget,
-                "test_ids": test_ids,
-                "supports": {n: {str(t): s for t, s in per[n].items()} for n in names},
-                "methods": {n: summarize(per[n], k) for n in names},
-                "head_to_head": {
-                    f"{a} vs {b}": head_to_head(per[a], per[b]) for i, a in enumerate(names) for b in names[i + 1 :]
-                },
-            }
+            summary = _support_summary(per, criterion, k, n_models, budget, test_ids)
             summary["plot"] = plot_cdf(
                 per, k, os.path.join(out_dir, f"cdf_{criterion}.png"), title=f"{criterion} support"
             )
@@ -166,3 +122,57 @@ def evaluate(
     write_json(path, summary)
     summary["summary_file"] = path
     return summary
+
+
+def _check_inputs(attributions, trainer_spec, criterion, test_ids, k) -> list[int]:
+    """Everything that can be refused before the first model is trained."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion: expected one of {CRITERIA}, got {criterion!r}")
+    test_ids = [int(t) for t in test_ids]
+    if not test_ids:
+        raise ValueError("test_ids: expected at least one test image")
+    for name, a in attributions.items():
+        missing = sorted(set(test_ids) - set(a.test_ids.tolist()))
+        if missing:
+            raise ValueError(f"test_ids: attribution {name!r} has no ranking for test images {missing[:5]}")
+    n_train = len(spec_labels(trainer_spec)[0])
+    for name, a in attributions.items():
+        rows = [int(np.flatnonzero(a.test_ids == t)[0]) for t in test_ids]
+        top = a.indices[rows] if criterion == "lds" else a.indices[rows, :k]
+        check_ranking_range(top, n_train, f"attribution {name!r}")
+    return test_ids
+
+
+def _flip_classes(factory, st, test_ids, n_models) -> dict:
+    """The flip class of every test image, from the store's cache or a full-data ensemble."""
+    flip = {int(t): c for t, c in json.loads(st.info("flipclasses") or "{}").items()}
+    if not set(test_ids) <= set(flip):
+        flip.update(flip_classes(factory(), st, [t for t in test_ids if t not in flip], n_models))
+        st.replace_info("flipclasses", json.dumps(flip))
+    return flip
+
+
+def _evaluate_lds(attributions, trainer, st, test_ids, n_subsets, alpha, progress) -> dict:
+    masks = subset_masks(len(trainer.y_train), n_subsets, alpha)
+    mg = subset_margins(trainer, st, test_ids, n_subsets, alpha, progress=progress)
+    per = {}
+    for name, a in attributions.items():
+        rows = [int(np.flatnonzero(a.test_ids == t)[0]) for t in test_ids]
+        per[name] = lds(a, masks, mg, rows)
+    return {"criterion": "lds", "alpha": alpha, "n_subsets": n_subsets, "test_ids": test_ids, "methods": per}
+
+
+def _support_summary(per, criterion, k, n_models, budget, test_ids) -> dict:
+    names = sorted(per)
+    return {
+        "criterion": criterion,
+        "k": k,
+        "n_models": n_models,
+        "budget": budget,
+        "test_ids": test_ids,
+        "supports": {n: {str(t): s for t, s in per[n].items()} for n in names},
+        "methods": {n: summarize(per[n], k) for n in names},
+        "head_to_head": {
+            f"{a} vs {b}": head_to_head(per[a], per[b]) for i, a in enumerate(names) for b in names[i + 1 :]
+        },
+    }

@@ -61,6 +61,17 @@ def evaluate_step(trainer, store, test_id, method, criterion, m, n_models, train
     return float(np.mean([have[s][0] for s in seeds]))
 
 
+def check_ranking_range(ranking, n_train: int, what: str) -> None:
+    """Refuses training indices the trainer does not have: removing them would remove nothing
+    (and still report a support), relabelling them would fail mid-run."""
+    ranking = np.asarray(ranking)
+    if ranking.size and int(ranking.max()) >= n_train:
+        raise ValueError(
+            f"{what}: ranks training index {int(ranking.max())}, but the trainer has {n_train} training images; "
+            "evaluate with the training set the attribution was made on (check --n-train)"
+        )
+
+
 def support(
     trainer,
     store,
@@ -86,6 +97,7 @@ def support(
             raise ValueError(f"{name}: expected a positive integer, got {v}")
     ranking = np.asarray(ranking, np.int64)
     ranking = ranking[ranking >= 0][:k]
+    check_ranking_range(ranking, len(trainer.y_train), f"ranking of test image {test_id} ({method})")
     all_ids = np.arange(len(trainer.y_train)) if train_ids is None else np.asarray(train_ids, np.int64)
     k = min(k, len(ranking))
     if k == 0:
