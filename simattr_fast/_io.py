@@ -20,6 +20,16 @@ from typing import IO
 import numpy as np
 
 
+class InputTypeError(TypeError):
+    """An argument of the wrong type or dtype (a user error, reported in one line by the CLI;
+    a plain TypeError from our own code is a bug and keeps its traceback)."""
+
+
+class FileFormatError(ValueError):
+    """A file is damaged, truncated, crafted or of another format. The message is one line
+    that names the file."""
+
+
 class DiskFullError(OSError):
     """Raised when an artifact cannot be written because the disk is full (the previous file,
     if any, is left intact)."""

@@ -127,7 +127,7 @@ class Attribution:
         """The ranked training indices of one test image (padding removed)."""
         row = np.flatnonzero(self.test_ids == test_id)
         if len(row) == 0:
-            raise KeyError(f"test_id: {test_id} is not among this attribution's test images")
+            raise LookupError(f"test_id: {test_id} is not among this attribution's test images")
         r = self.indices[row[0]]
         return r[r >= 0]
 

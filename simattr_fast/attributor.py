@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from ._io import InputTypeError
 from .attribution import Attribution
 from .embed import Embeddings
 
@@ -45,7 +46,7 @@ def _features(x, name: str):
         raise ValueError(f"{name}: expected a 2-D array [n, d] of embeddings, got shape {a.shape}")
     if a.dtype not in (np.float32, np.float16):
         if not np.issubdtype(a.dtype, np.floating):
-            raise TypeError(f"{name}: expected float32 or float16 embeddings, got {a.dtype}")
+            raise InputTypeError(f"{name}: expected float32 or float16 embeddings, got {a.dtype}")
         a = a.astype(np.float32)  # float64 and friends: one copy to what the kernels take
     return a, None, {"array": type(x).__name__, "shape": list(a.shape), "dtype": str(a.dtype)}
 

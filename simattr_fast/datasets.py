@@ -18,12 +18,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._readers import FASHION_MNIST_DIR, load_cifar, load_fashion_mnist, load_idx_split, read_idx  # noqa: F401 (re-exported)
+from ._io import FileFormatError, InputTypeError
+from ._readers import (  # noqa: F401 (re-exported)
+    FASHION_MNIST_DIR,
+    check_label_values,
+    load_cifar,
+    load_fashion_mnist,
+    load_idx_split,
+    read_idx,
+)
 
 NAMES = ("fashion-mnist", "mnist", "cifar10", "cifar100", "digits")
 CLASS_NAMES = {
@@ -43,6 +52,26 @@ CLASS_NAMES = {
 }
 
 
+def _npz_dataset(path: str) -> ArrayDataset:
+    """An .npz of 'images' and 'labels', read without pickles; any damage names the file."""
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+            if "images" not in z.files or "labels" not in z.files:
+                raise FileFormatError(
+                    f"dataset: {path!r} must hold arrays 'images' and 'labels', has {sorted(z.files)}"
+                )
+            images, labels = z["images"], z["labels"]
+    except FileFormatError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise FileFormatError(f"dataset: {path!r} is not a readable .npz ({type(exc).__name__}: {exc})") from None
+    labels = check_label_values(labels, path)
+    try:
+        return ArrayDataset(images, labels, name=os.path.basename(path), source=os.path.abspath(path))
+    except (ValueError, TypeError) as exc:
+        raise FileFormatError(f"dataset: {path!r}: {exc}") from None
+
+
 class ArrayDataset(Dataset):
     """Images held in memory: ``images`` ``[n, H, W]`` (grey) or ``[n, H, W, C]``, uint8 in
     [0, 255] or floating in [0, 1]; ``labels`` ``[n]`` integers."""
@@ -55,11 +84,11 @@ class ArrayDataset(Dataset):
         if images.ndim == 4 and images.shape[3] not in (1, 3):
             raise ValueError(f"images: expected 1 or 3 channels last, got shape {images.shape}")
         if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
-            raise TypeError(f"images: expected uint8 or floating dtype, got {images.dtype}")
+            raise InputTypeError(f"images: expected uint8 or floating dtype, got {images.dtype}")
         if labels.ndim != 1 or len(labels) != len(images):
             raise ValueError(f"labels: expected shape ({len(images)},) to match images, got {labels.shape}")
         if not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"labels: expected integer dtype, got {labels.dtype}")
+            raise InputTypeError(f"labels: expected integer dtype, got {labels.dtype}")
         self.images = images if images.ndim == 4 else images[..., None]
         self.targets = labels.astype(np.int64)
         self.name, self.source = name, source
@@ -258,10 +287,7 @@ def _open(name_or_path: str, split: str, root: str | None, image_size: int | Non
     if os.path.isfile(path):
         if not path.endswith(".npz"):
             raise ValueError(f"dataset: expected a folder or an .npz file with 'images' and 'labels', got {path!r}")
-        with np.load(path) as z:
-            if "images" not in z or "labels" not in z:
-                raise ValueError(f"dataset: {path!r} must hold arrays 'images' and 'labels', has {sorted(z.files)}")
-            return ArrayDataset(z["images"], z["labels"], name=os.path.basename(path), source=os.path.abspath(path))
+        return _npz_dataset(path)
     files = set(os.listdir(path))
     if any(f.startswith(("train-images-idx3", "t10k-images-idx3")) for f in files):
         return idx_dataset(path, split, name="idx")

@@ -8,6 +8,7 @@ training images with index, label and score; an index across the test images at 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 
@@ -36,6 +37,18 @@ window.addEventListener('load', function () {
   document.body.setAttribute('data-loaded', imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length);
 });
 """
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# Nothing may be fetched or run but the page's own style, its one script and data-URI images:
+# a value that escaped escaping still could not load or execute anything.
+_CSP = (
+    "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
+    f"style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_SCRIPT)}; base-uri 'none'; form-action 'none'\">"
+)
 
 
 def png_data_uri(image) -> str:
@@ -127,14 +140,16 @@ def render_report(
             f"test_data: the attribution has test id {attribution.test_ids.max()}, but the test "
             f"dataset has {n_test} images; pass the dataset the embeddings came from"
         )
-    p, e = attribution.params, html.escape
-    n_ranked = (attribution.provenance.get("train") or {}).get("count") or n_train  # the attributed pool
+    # Everything from the attribution's metadata is untrusted text (the checksums cover the
+    # arrays only): every value goes through e(), whatever its type.
+    p = _dict(attribution.params)
+    n_ranked = _dict(attribution.provenance.get("train")).get("count") or n_train  # the attributed pool
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        f"<!doctype html><html><head><meta charset='utf-8'>{_CSP}<title>{e(title)}</title>",
         f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
-        f"<p class='meta'>method <b>{e(str(p.get('method')))}</b>, k={p.get('k')}, pool: "
-        f"{e(str(p.get('condition')))} label; {len(attribution)} test images ({len(rows)} shown), "
-        f"{n_ranked} training images. {_provenance(attribution)}</p><nav class='index'>",
+        f"<p class='meta'>method <b>{e(p.get('method'))}</b>, k={e(p.get('k'))}, pool: "
+        f"{e(p.get('condition'))} label; {len(attribution)} test images ({len(rows)} shown), "
+        f"{e(n_ranked)} training images. {_provenance(attribution)}</p><nav class='index'>",
     ]
     sections = []
     for r in rows:
@@ -168,11 +183,21 @@ def render_report(
     return out
 
 
+def e(value) -> str:
+    """Any value as escaped HTML text (quotes included)."""
+    return html.escape(str(value), quote=True)
+
+
+def _dict(x) -> dict:
+    """Metadata entries are untrusted: anything that is not a JSON object reads as empty."""
+    return x if isinstance(x, dict) else {}
+
+
 def _provenance(a: Attribution) -> str:
-    train = a.provenance.get("train") or {}
+    train = _dict(_dict(a.provenance).get("train"))
     bits = [
         f"backbone {train['backbone']}" if train.get("backbone") else None,
-        f"checkpoint sha256 {train['checkpoint_sha256'][:12]}" if train.get("checkpoint_sha256") else None,
+        f"checkpoint sha256 {str(train['checkpoint_sha256'])[:12]}" if train.get("checkpoint_sha256") else None,
         f"simattr_fast {a.provenance['simattr_fast']}" if a.provenance.get("simattr_fast") else None,
     ]
-    return html.escape("; ".join(b for b in bits if b))
+    return e("; ".join(b for b in bits if b))

@@ -108,7 +108,7 @@ def test_save_load_round_trip(tmp_path, data):
     assert back.params == r.params and back.provenance == r.provenance and back.predicted_labels is None
     np.testing.assert_array_equal(back.ranking(20), [])  # empty pool
     assert back.ranking(30).size == 5
-    with pytest.raises(KeyError, match="test_id: 40"):
+    with pytest.raises(LookupError, match="test_id: 40"):
         back.ranking(40)
 
 

@@ -132,7 +132,7 @@ def test_bad_metric_and_device():
         ({"tol": -1}, ValueError, "tol: expected a positive"),
         ({"max_iter": 1.5}, TypeError, "max_iter: expected a positive integer"),
         ({"intercept_scaling": 0}, ValueError, "intercept_scaling"),
-        ({"seed": -1}, ValueError, "seed: expected a non-negative"),
+        ({"seed": -1}, ValueError, "seed: expected an integer in"),
     ],
 )
 def test_esvm_parameters(kw, exc, msg):

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import InputTypeError
 from .validate import check_matrix
 
 
@@ -39,7 +40,7 @@ def _from_cai(name: str, obj, cai: dict) -> Matrix:
     typestr = cai["typestr"]
     dtype = _CAI_DTYPES.get(typestr)
     if dtype is None:
-        raise TypeError(
+        raise InputTypeError(
             f"{name}: expected dtype float32 or float16, got {np.dtype(typestr)}; convert with {name}.float()"
         )
     strides = cai.get("strides")
@@ -65,7 +66,7 @@ def as_keys(x) -> Matrix:
 def as_matrix(name: str, x) -> Matrix:
     """Describes `x` without copying it. Raises TypeError/ValueError naming `name`."""
     if x is None:
-        raise TypeError(f"{name}: expected a 2-D float array, got None")
+        raise InputTypeError(f"{name}: expected a 2-D float array, got None")
     cai = getattr(x, "__cuda_array_interface__", None)
     if cai is not None:
         return _from_cai(name, x, cai)
@@ -84,7 +85,7 @@ def as_matrix(name: str, x) -> Matrix:
         if isinstance(x, (list, tuple)):
             x = np.asarray(x)
         else:
-            raise TypeError(
+            raise InputTypeError(
                 f"{name}: expected a NumPy array, memmap, torch tensor or cupy array, got {type(x).__name__}"
             )
     rows, dim = check_matrix(name, x.shape, x.dtype, x.flags.c_contiguous)

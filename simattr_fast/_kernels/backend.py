@@ -12,6 +12,8 @@ from functools import cache
 from . import _cpu
 
 DEVICES = ("auto", "cpu", "cuda")
+# More OpenMP threads than this only oversubscribes (and very large counts crash the runtime).
+MAX_THREADS = 1024
 
 
 @cache
@@ -87,6 +89,10 @@ def resolve_threads(n_threads) -> int:
         return 0
     if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads <= 0:
         raise ValueError(f"n_threads: expected a positive integer or None, got {n_threads!r}")
+    if n_threads > MAX_THREADS:
+        raise ValueError(
+            f"n_threads: expected at most {MAX_THREADS} (this machine has {os.cpu_count()} cores), got {n_threads}"
+        )
     return n_threads
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .arrays import Matrix, release_pages
-from .stream import check_finite
+from .stream import MAX_ROW_NORM, check_finite, check_magnitude
 
 
 def _as_torch(obj):
@@ -15,12 +15,19 @@ def _as_torch(obj):
     return obj if isinstance(obj, torch.Tensor) else torch.as_tensor(obj, device="cuda")
 
 
-def check_cuda_inputs(Q: Matrix, K: Matrix) -> None:
-    """The NaN/Inf check for arrays already on the device (host arrays are checked as they
-    are uploaded)."""
+def check_cuda_inputs(Q: Matrix, K: Matrix, metric: str) -> None:
+    """The NaN/Inf and magnitude checks for arrays already on the device (host arrays are
+    checked as they are uploaded)."""
     for M in (Q, K):
         if M.on_device:
             check_finite_device(M)
+            if metric != "cosine":
+                big = np.flatnonzero(sq_norms(M) > MAX_ROW_NORM**2)
+                if big.size:
+                    raise ValueError(
+                        f"{M.name}: row {int(big[0])} has a norm beyond the {MAX_ROW_NORM:.3g} that float32 "
+                        "scores can hold; rescale the embeddings or use metric='cosine'"
+                    )
 
 
 def check_finite_device(M: Matrix) -> None:
@@ -45,7 +52,7 @@ class Uploaded:
     """Device pointer to a matrix: the caller's own device memory, or a checked upload of a
     host array (kept alive by this object)."""
 
-    def __init__(self, cu, M: Matrix, rows: slice | None = None):
+    def __init__(self, cu, M: Matrix, rows: slice | None = None, metric: str = "ip"):
         self.dtype = cu.DType.__members__[M.dtype.name]
         itemsize = M.dtype.itemsize
         if M.on_device:
@@ -55,6 +62,8 @@ class Uploaded:
         else:
             raw = M.host if rows is None else M.host[rows]
             check_finite(M.name, raw, rows.start if rows is not None else 0)
+            if metric != "cosine":
+                check_magnitude(M.name, raw, rows.start if rows is not None else 0)
             self._keep = cu.DeviceArray(np.ascontiguousarray(raw))
             self.ptr = self._keep.ptr
             release_pages(raw)

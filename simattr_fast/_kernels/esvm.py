@@ -13,6 +13,7 @@ from .stream import ClassGroups, prepare_rows
 from .validate import check_positive
 
 LOSSES = ("squared_hinge", "hinge")
+INT64_MAX, UINT64_MAX = 2**63 - 1, 2**64 - 1  # the C++ core takes int64 max_iter, uint64 seed
 
 
 class ConvergenceWarning(UserWarning):
@@ -104,8 +105,10 @@ def esvm_topk(
     intercept_scaling = check_positive("intercept_scaling", intercept_scaling)
     tol = check_positive("tol", tol)
     max_iter = check_positive("max_iter", max_iter, integer=True)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    if max_iter > INT64_MAX:
+        raise ValueError(f"max_iter: expected at most 2**63 - 1 sweeps, got {max_iter}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= UINT64_MAX:
+        raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
     params = dict(
         C=C,
         squared_hinge=(loss == "squared_hinge"),

@@ -15,7 +15,7 @@ def esvm_topk_cuda(Q, K, k, ql, kl, params):
     from .esvm import class_keys
 
     cu = backend.cuda()
-    check_cuda_inputs(Q, K)
+    check_cuda_inputs(Q, K, "ip")
     q, kk = Uploaded(cu, Q), Uploaded(cu, K)
     out_s = np.full((Q.rows, k), np.nan, np.float32)
     out_i = np.full((Q.rows, k), -1, np.int64)

@@ -25,6 +25,24 @@ def check_finite(name: str, block: np.ndarray, row_offset: int, row_ids=None) ->
         raise ValueError(f"{name}: row {row} contains NaN or Inf; clean or drop it before ranking")
 
 
+# Row norms above this make float32 scores overflow: |q.x| <= |q||x| and |x|^2 stay below
+# FLT_MAX / 4 under it, so 2 q.x - |x|^2 (l2) and q.x (ip, exemplar SVMs) are finite.
+MAX_ROW_NORM = float(np.sqrt(np.finfo(np.float32).max / 4))
+
+
+def check_magnitude(name: str, x: np.ndarray, row_offset: int, row_ids=None) -> None:
+    """Refuses rows whose norm would overflow float32 scores (computed in float64), naming
+    the first such row. Cosine needs no check: its rows are normalised in float64."""
+    sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    big = np.flatnonzero(sq > MAX_ROW_NORM**2)
+    if big.size:
+        row = int(row_ids[big[0]]) if row_ids is not None else row_offset + int(big[0])
+        raise ValueError(
+            f"{name}: row {row} has norm {np.sqrt(sq[big[0]]):.3g}, beyond the {MAX_ROW_NORM:.3g} that float32 "
+            "scores can hold; rescale the embeddings (the ranking does not change) or use metric='cosine'"
+        )
+
+
 def normalize_rows(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Unit-norm rows (float32), into `out` when given (may be x itself); all-zero rows stay
     zero, so their cosine is 0, not NaN."""
@@ -40,6 +58,8 @@ def prepare_rows(name: str, x: np.ndarray, row_offset: int, metric: str, row_ids
     check_finite(name, xf, row_offset, row_ids)
     if metric == "cosine":
         xf = normalize_rows(xf)
+    else:
+        check_magnitude(name, xf, row_offset, row_ids)
     return xf
 
 
@@ -68,6 +88,8 @@ def key_blocks(name: str, keys: np.ndarray, metric: str, block_rows: int, progre
         check_finite(name, kb, s)
         if metric == "cosine":
             normalize_rows(kb, out=kb)
+        else:
+            check_magnitude(name, kb, s)
         yield s, kb
         release_pages(raw)
 

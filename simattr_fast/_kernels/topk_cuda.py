@@ -12,7 +12,7 @@ _DEVICE_BYTES = 4 << 30  # running top-k state on the device, per query chunk
 
 def topk_cuda(Q, K, k, metric, ql, kl, block_rows):
     cu = backend.cuda()
-    check_cuda_inputs(Q, K)
+    check_cuda_inputs(Q, K, metric)
     block = min(block_rows, K.rows)
     chunk = max(1, min(Q.rows, (2**31 - 1) // (k + block), _DEVICE_BYTES // (16 * (k + block))))
     out_s = np.empty((Q.rows, k), np.float32)
@@ -20,12 +20,12 @@ def topk_cuda(Q, K, k, metric, ql, kl, block_rows):
     code = cu.Metric.__members__[metric]
     for c0 in range(0, Q.rows, chunk):
         c1 = min(Q.rows, c0 + chunk)
-        q = Uploaded(cu, Q, slice(c0, c1))
+        q = Uploaded(cu, Q, slice(c0, c1), metric)
         qlab = upload_labels(cu, ql[c0:c1]) if ql is not None else None
         acc = cu.TopkAccumulator(c1 - c0, k, block)
         for s in range(0, K.rows, block):
             e = min(K.rows, s + block)
-            kb = Uploaded(cu, K, slice(s, e))
+            kb = Uploaded(cu, K, slice(s, e), metric)
             klab = upload_labels(cu, kl[s:e]) if kl is not None else None
             cu.topk(
                 acc,

@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from .._io import InputTypeError
 from . import _cpu
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
@@ -21,7 +22,7 @@ def check_matrix(name: str, shape, dtype, contiguous: bool) -> tuple[int, int]:
     if len(shape) != 2:
         raise ValueError(f"{name}: expected a 2-D array [n, d], got {len(shape)}-D with shape {tuple(shape)}")
     if np.dtype(dtype) not in FLOAT_DTYPES:
-        raise TypeError(
+        raise InputTypeError(
             f"{name}: expected dtype float32 or float16, got {np.dtype(dtype)}; convert with {name}.astype(np.float32)"
         )
     if not contiguous:
@@ -36,7 +37,7 @@ def check_matrix(name: str, shape, dtype, contiguous: bool) -> tuple[int, int]:
 
 def check_k(k) -> int:
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"k: expected a positive integer, got {type(k).__name__} {k!r}")
+        raise InputTypeError(f"k: expected a positive integer, got {type(k).__name__} {k!r}")
     if k <= 0:
         raise ValueError(f"k: expected a positive integer (k >= 1), got {k}")
     return int(k)
@@ -73,7 +74,7 @@ def _labels(name: str, labels, n: int, rows_of: str) -> np.ndarray:
     if a.shape[0] != n:
         raise ValueError(f"{name}: expected one label per row of {rows_of} ({n}), got {a.shape[0]} labels")
     if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
-        raise TypeError(f"{name}: expected an integer dtype, got {a.dtype}")
+        raise InputTypeError(f"{name}: expected an integer dtype, got {a.dtype}")
     return a.astype(np.int64, copy=False)
 
 
@@ -81,7 +82,7 @@ def check_positive(name: str, value, integer: bool = False):
     ok_type = numbers.Integral if integer else numbers.Real
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, ok_type):
         kind = "integer" if integer else "number"
-        raise TypeError(f"{name}: expected a positive {kind}, got {type(value).__name__} {value!r}")
+        raise InputTypeError(f"{name}: expected a positive {kind}, got {type(value).__name__} {value!r}")
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name}: expected a positive finite value, got {value!r}")
     return int(value) if integer else float(value)

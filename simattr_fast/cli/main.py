@@ -14,10 +14,26 @@ Errors are one line on stderr and a non-zero exit status (2), never a traceback.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
+import zipfile
 
+from .._io import InputTypeError
 from . import attribute, compare, demo, embed, evaluate, report, train_ssl
 from .common import CliError
+
+# What a user can cause: printed as one line, exit status 2. A TypeError or KeyError from our
+# own code is a bug and is not caught here, so that it surfaces with its traceback.
+USER_ERRORS = (
+    CliError,
+    ValueError,  # includes FileFormatError, StoreError
+    InputTypeError,
+    RuntimeError,
+    OSError,  # includes DiskFullError, FileNotFoundError
+    sqlite3.DatabaseError,
+    zipfile.BadZipFile,
+    MemoryError,
+)
 
 # One module per subcommand, in the order `simattr --help` lists them.
 SUBCOMMANDS = (demo, train_ssl, embed, attribute, report, evaluate, compare)
@@ -36,8 +52,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
+    except USER_ERRORS as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, MemoryError):
+            msg = f"out of memory ({msg}); use smaller inputs, a smaller k, or more memory"
         print(f"simattr {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,14 +22,34 @@ def add(sub):
 
 
 def _reopen(attr, side, name, split, root):
+    """The dataset of one side: as given, or as recorded in the attribution's provenance.
+
+    The recorded spec is untrusted text from a file: it is type-checked, and whatever it names
+    is opened only through the package's own readers (IDX, CIFAR batches through a restricted
+    unpickler, ImageFolder images, pickle-free .npz). The path opened is printed."""
     from ..datasets import open_dataset
 
     if name:
-        return open_dataset(name, split, root=root)
-    spec = ((attr.provenance.get(side) or {}).get("dataset") or {}).get("spec")
-    if not spec:
-        raise CliError(f"--{side}-data: the attribution does not record its {side} images; pass --{side}-data")
-    return open_dataset(spec["dataset"], spec["split"], root=spec.get("root"), image_size=spec.get("image_size"))
+        data = open_dataset(name, split, root=root)
+    else:
+        prov = attr.provenance.get(side)
+        ds = prov.get("dataset") if isinstance(prov, dict) else None
+        spec = ds.get("spec") if isinstance(ds, dict) else None
+        if not spec:
+            raise CliError(f"--{side}-data: the attribution does not record its {side} images; pass --{side}-data")
+        ok = (
+            isinstance(spec, dict)
+            and isinstance(spec.get("dataset"), str)
+            and isinstance(spec.get("split"), str)
+            and isinstance(spec.get("root"), (str, type(None)))
+            and (spec.get("image_size") is None or type(spec.get("image_size")) is int)
+        )
+        if not ok:
+            raise CliError(f"--attribution: the recorded {side} dataset spec is malformed; pass --{side}-data")
+        data = open_dataset(spec["dataset"], spec["split"], root=spec.get("root"), image_size=spec.get("image_size"))
+    src = getattr(data, "spec", {}).get("dataset")
+    print(f"simattr report: {side} images from {src} ({getattr(data, 'spec', {}).get('split', split)} split)")
+    return data
 
 
 def report_cmd(args) -> int:
