@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from ._io import InputTypeError
+from ._kernels.validate import check_label_array
 from .attribution import Attribution
 from .embed import Embeddings
 
@@ -144,12 +145,7 @@ class Attributor:
         if n == 0:
             raise ValueError("train_embeddings: expected at least one training image, got 0 rows")
         if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != (n,):
-                raise ValueError(
-                    f"train_labels: expected one label per training embedding ({n}), got shape {labels.shape}"
-                )
-            labels = labels.astype(np.int64)
+            labels = check_label_array("train_labels", labels, n, "training embeddings")
         elif self.condition != "none":
             raise ValueError(
                 f"train_labels: condition={self.condition!r} needs the training labels; pass them "
@@ -189,16 +185,17 @@ class Attributor:
         self._check_params()
         q, labels, prov = _features(test_embeddings, "test_embeddings")
         if test_labels is not None:
-            labels = np.asarray(test_labels)
+            labels = test_labels
         nq = q.shape[0]
         if q.shape[1] != self.dim_:
             raise ValueError(
                 f"test_embeddings: expected dimension {self.dim_} like the training embeddings, got "
                 f"{q.shape[1]}; embed both with the same backbone"
             )
-        for name, v in (("test_labels", labels), ("predicted_labels", predicted_labels)):
-            if v is not None and np.asarray(v).shape != (nq,):
-                raise ValueError(f"{name}: expected one label per test embedding ({nq}), got shape {np.shape(v)}")
+        if labels is not None:
+            labels = check_label_array("test_labels", labels, nq, "test embeddings")
+        if predicted_labels is not None:
+            predicted_labels = check_label_array("predicted_labels", predicted_labels, nq, "test embeddings")
         pool = {"true": labels, "predicted": predicted_labels, "none": None}[self.condition]
         if self.condition != "none" and pool is None:
             arg = "test_labels" if self.condition == "true" else "predicted_labels"

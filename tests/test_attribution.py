@@ -74,7 +74,7 @@ def test_bad_parameters(data, kwargs, match):
 
 def test_bad_inputs(data):
     xtr, ytr, xte, yte = data
-    with pytest.raises(ValueError, match="train_labels: expected one label per training embedding \\(97\\)"):
+    with pytest.raises(ValueError, match="train_labels: expected one label per row of training embeddings \\(97\\)"):
         Attributor().fit(xtr, ytr[:-1])
     with pytest.raises(ValueError, match="train_labels: condition='true' needs"):
         Attributor().fit(xtr)
@@ -87,7 +87,7 @@ def test_bad_inputs(data):
         a.attribute(xte[:, :5], yte)
     with pytest.raises(ValueError, match="test_labels: condition='true' needs"):
         a.attribute(xte)
-    with pytest.raises(ValueError, match="test_labels: expected one label per test embedding"):
+    with pytest.raises(ValueError, match="test_labels: expected one label per row of test embeddings"):
         a.attribute(xte, yte[:2])
     xte[1, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/parallel.h"
 #include "cpu/esvm.h"
 #include "cpu/topk.h"
 
@@ -107,6 +108,18 @@ PYBIND11_MODULE(_cpu, m) {
         .value("cosine", Metric::Cosine)
         .value("ip", Metric::IP)
         .value("l2", Metric::L2);
+    // Test hook: a parallel_for whose iteration `bad` throws on a worker thread; the error
+    // must come back as a Python exception, not terminate the process.
+    m.def(
+        "_parallel_for_throw",
+        [](int64_t n, int64_t bad, int n_threads) {
+            py::gil_scoped_release nogil;
+            parallel_for(n, n_threads, [&](int64_t i) {
+                if (i == bad)
+                    throw std::runtime_error("parallel_for: iteration " + std::to_string(i) + " failed");
+            });
+        },
+        py::arg("n"), py::arg("bad"), py::arg("n_threads"));
     m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("dpotrf"), py::arg("dpotrs"));
     m.def("clear_blas", [] { g_blas = Blas{}; }, "Use the portable fallbacks (for tests).");
     m.def("has_blas", [] {

@@ -103,6 +103,10 @@ def kernel_threads():
     cores (measured: up to 30% slower on 2 cores)."""
     from threadpoolctl import threadpool_limits
 
+    # SciPy's BLAS must be loaded before the limit is set: threadpoolctl only limits the
+    # libraries already loaded, and a multi-threaded first GEMM would split (and so round)
+    # differently from every later one.
+    cpu()
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 

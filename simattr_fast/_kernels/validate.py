@@ -60,10 +60,13 @@ def check_labels(query_labels, key_labels, nq: int, nk: int):
         )
     if query_labels is None:
         return None, None
-    return _labels("query_labels", query_labels, nq, "queries"), _labels("key_labels", key_labels, nk, "keys")
+    return check_label_array("query_labels", query_labels, nq, "queries"), check_label_array(
+        "key_labels", key_labels, nk, "keys"
+    )
 
 
-def _labels(name: str, labels, n: int, rows_of: str) -> np.ndarray:
+def check_label_array(name: str, labels, n: int, rows_of: str) -> np.ndarray:
+    """Class labels as int64 [n]; float labels are refused, not truncated."""
     if hasattr(labels, "detach"):  # torch tensor
         labels = labels.detach().cpu().numpy()
     elif hasattr(labels, "get") and hasattr(labels, "__cuda_array_interface__"):  # cupy
@@ -83,6 +86,6 @@ def check_positive(name: str, value, integer: bool = False):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, ok_type):
         kind = "integer" if integer else "number"
         raise InputTypeError(f"{name}: expected a positive {kind}, got {type(value).__name__} {value!r}")
-    if not np.isfinite(value) or value <= 0:
+    if (not integer and not np.isfinite(value)) or value <= 0:
         raise ValueError(f"{name}: expected a positive finite value, got {value!r}")
     return int(value) if integer else float(value)
