@@ -274,24 +274,16 @@ def test_embed_resume_refuses_a_progress_count_beyond_the_data(tmp_path):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 4))
     out = tmp_path / "emb"
     embed(data, str(out), backbone=net, batch_size=2, progress=False)
+    # Turn the finished folder back into an interrupted one whose progress file lies.
+    settings = json.loads((out / "meta.json").read_text())["settings"]
     os.remove(out / "meta.json")
     os.replace(out / "embeddings.npy", out / "embeddings.npy.partial")
     os.replace(out / "labels.npy", out / "labels.npy.partial")
-    settings = json.loads((tmp_path / "emb" / "embeddings.npy.partial").exists() and "{}")
-    del settings
-    # the settings are whatever the run recorded; only the count is edited
-    import simattr_fast.embed as em
-
-    model, _ = em._load_model(net, None, None, em.resolve_torch_device("cpu"))
-    state = {
-        "rows_done": 600,
-        "settings": {
-            "backbone": em.backbone_name(net) if hasattr(em, "backbone_name") else None,
-        },
-    }
-    del model, state
-    (out / "progress.json").write_text(json.dumps({"rows_done": 600, "settings": {}}))
-    with pytest.raises(ValueError, match="different settings|rows are done"):
+    (out / "progress.json").write_text(json.dumps({"rows_done": 600, "settings": settings}))
+    with pytest.raises(ValueError, match="says 600 rows are done, but the dataset has 6"):
+        embed(data, str(out), backbone=net, batch_size=2, progress=False)
+    (out / "progress.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(ValueError, match="not a simattr progress file"):
         embed(data, str(out), backbone=net, batch_size=2, progress=False)
 
 
