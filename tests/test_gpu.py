@@ -75,3 +75,150 @@ def test_cuda_nan_rejected():
     k[3, 0] = np.nan
     with pytest.raises(ValueError, match="keys: row 3"):
         sa.topk(q, k, 2, device="cuda")
+
+
+# ---- what the review of the CUDA path found (issue: the CUDA path, ready for its first GPU) --
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def test_topk_grid_limit_many_query_tiles(rng):
+    """ceil(4.3M / 64) query tiles exceed gridDim.y = 65,535: the kernel strides over them."""
+    q = rng.standard_normal((4_300_000, 2)).astype(np.float32)
+    k = rng.standard_normal((8, 2)).astype(np.float32)
+    sg, ig = sa.topk(q, k, 1, metric="ip", device="cuda")
+    sc, ic = sa.topk(q, k, 1, metric="ip", device="cpu")
+    assert np.array_equal(ig, ic) and np.allclose(sg, sc, rtol=1e-6, atol=1e-6)
+
+
+def test_esvm_grid_limit_many_queries_one_class(rng):
+    """70k queries against 16 keys: the top-k push uses one y-block per row before the fix."""
+    q = rng.standard_normal((70_000, 4)).astype(np.float32)
+    k = rng.standard_normal((16, 4)).astype(np.float32)
+    sg, ig = sa.esvm_topk(q, k, 3, device="cuda")
+    sc, ic = sa.esvm_topk(q[:2000], k, 3, device="cpu")
+    assert np.mean(ig[:2000] == ic) > 0.99 and np.allclose(sg[:2000], sc, atol=1e-3)
+
+
+@pytest.mark.parametrize("d", [1536, 2048])
+def test_esvm_large_dimension(rng, d):
+    """d >= 1536 needs the opt-in shared-memory size (set once per device)."""
+    q = rng.standard_normal((6, d)).astype(np.float32)
+    k = rng.standard_normal((200, d)).astype(np.float32)
+    sc, ic = sa.esvm_topk(q, k, 50, device="cpu")
+    sg, ig = sa.esvm_topk(q, k, 50, device="cuda")
+    assert np.allclose(sc, sg, atol=1e-3) and np.mean(ic == ig) > 0.98
+
+
+def test_esvm_dimension_beyond_the_block_limit_is_a_clear_error(rng):
+    q = rng.standard_normal((2, 40_000)).astype(np.float32)
+    with pytest.raises(ValueError, match="d too large"):
+        sa.esvm_topk(q, q, 1, device="cuda")
+
+
+def test_duplicated_keys_across_block_boundaries_exact_indices(rng):
+    """Ties break to the lower index on the GPU exactly as on the CPU (not a 99% overlap)."""
+    q = rng.integers(-3, 4, (50, 8)).astype(np.float32)
+    base = rng.integers(-3, 4, (40, 8)).astype(np.float32)
+    k = np.concatenate([base] * 30)  # every key repeated across the 300-row blocks
+    for metric in ("ip", "l2"):
+        sc, ic = sa.topk(q, k, 64, metric=metric, device="cpu")
+        sg, ig = sa.topk(q, k, 64, metric=metric, device="cuda", block_rows=300)
+        assert np.array_equal(ic, ig) and np.array_equal(sc, sg)
+
+
+def test_k_4096_over_several_key_blocks(rng):
+    q = rng.integers(-2, 3, (9, 16)).astype(np.float32)
+    k = rng.integers(-2, 3, (20_000, 16)).astype(np.float32)
+    sc, ic = sa.topk(q, k, 4096, metric="ip", device="cpu")
+    sg, ig = sa.topk(q, k, 4096, metric="ip", device="cuda", block_rows=3000)
+    assert np.array_equal(ic, ig) and np.array_equal(sc, sg)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_conditioned_scores_match(rng, metric, dtype):
+    q = rng.standard_normal((97, 24)).astype(dtype)
+    k = rng.standard_normal((1025, 24)).astype(dtype)
+    ql, kl = rng.integers(0, 6, 97), rng.integers(0, 5, 1025)  # class 5: no keys
+    sc, ic = sa.topk(q, k, 300, metric=metric, query_labels=ql, key_labels=kl, device="cpu")
+    sg, ig = sa.topk(q, k, 300, metric=metric, query_labels=ql, key_labels=kl, device="cuda")
+    assert np.array_equal(ic == -1, ig == -1) and np.mean(ic == ig) > 0.99
+    assert np.allclose(sc, sg, rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+def test_empty_class_and_a_pool_of_one(rng):
+    q = rng.standard_normal((4, 6)).astype(np.float32)
+    k = rng.standard_normal((3, 6)).astype(np.float32)
+    ql, kl = np.array([0, 1, 2, 2]), np.array([1, 2, 2])
+    for fn in (sa.topk, sa.esvm_topk):
+        sc, ic = fn(q, k, 2, query_labels=ql, key_labels=kl, device="cpu")
+        sg, ig = fn(q, k, 2, query_labels=ql, key_labels=kl, device="cuda")
+        assert np.array_equal(ic, ig) and np.allclose(sc, sg, atol=1e-4, equal_nan=True)
+        assert (ig[0] == -1).all() and ig[1, 0] == 0 and ig[1, 1] == -1
+
+
+def test_device_tensors_float16_and_nan_rejection(rng):
+    torch = _torch()
+    q = torch.from_numpy(rng.standard_normal((10, 16)).astype(np.float16)).cuda()
+    k = torch.from_numpy(rng.standard_normal((500, 16)).astype(np.float16)).cuda()
+    sg, ig = sa.topk(q, k, 20, metric="ip")
+    sc, ic = sa.topk(q.cpu().numpy(), k.cpu().numpy(), 20, metric="ip", device="cpu")
+    assert np.mean(ic == ig) > 0.99
+    k[7, 3] = float("nan")
+    with pytest.raises(ValueError, match="keys: row 7"):
+        sa.topk(q, k, 5)
+    with pytest.raises(ValueError, match="keys: row 7"):
+        sa.esvm_topk(q, k, 5)
+
+
+def test_inputs_on_a_second_device(rng):
+    torch = _torch()
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs: inputs on cuda:1 must run on cuda:1 under a device guard")
+    q = torch.from_numpy(rng.standard_normal((10, 16)).astype(np.float32)).to("cuda:1")
+    k = torch.from_numpy(rng.standard_normal((500, 16)).astype(np.float32)).to("cuda:1")
+    sg, ig = sa.topk(q, k, 20, metric="ip")
+    sc, ic = sa.topk(q.cpu().numpy(), k.cpu().numpy(), 20, metric="ip", device="cpu")
+    assert np.array_equal(ic, ig) and torch.cuda.current_device() == 0
+    with pytest.raises(ValueError, match="expected the same device as queries"):
+        sa.topk(q.to("cuda:0"), k, 5)
+
+
+def test_inputs_written_on_a_side_stream(rng):
+    """The producer's stream (__cuda_array_interface__ v3) is waited for before reading."""
+    torch = _torch()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        k = torch.zeros((200_000, 64), device="cuda")
+        torch.cuda._sleep(50_000_000)  # keep the stream busy so a reader that does not wait sees zeros
+        k += 1.0
+        k[123] = 5.0
+        sg, ig = sa.topk(k[:1], k, 1, metric="ip")
+    assert ig[0, 0] == 123
+
+
+def test_very_large_and_zero_norms(rng):
+    k = rng.standard_normal((300, 8)).astype(np.float32)
+    k[10] *= 1e30
+    k[20] = 0
+    q = rng.standard_normal((5, 8)).astype(np.float32)
+    sc, ic = sa.topk(q, k, 300, metric="cosine", device="cpu")
+    sg, ig = sa.topk(q, k, 300, metric="cosine", device="cuda")
+    assert np.array_equal(ic, ig) and np.allclose(sc, sg, atol=1e-6)
+    assert sg[ig == 20].tolist() == [0.0] * 5  # a zero row scores 0, as on the CPU
+    with pytest.raises(ValueError, match="float32 scores"):
+        sa.topk(q, k, 5, metric="ip", device="cuda")
+
+
+def test_esvm_agrees_with_sklearn_at_tight_tolerance(rng):
+    from helpers.reference import esvm_ref
+
+    q = rng.standard_normal((4, 16)).astype(np.float32)
+    k = rng.standard_normal((150, 16)).astype(np.float32)
+    sg, ig = sa.esvm_topk(q, k, 150, tol=1e-8, device="cuda")
+    for r in range(len(q)):
+        ref = esvm_ref(q[r], k, C=0.1, tol=1e-8, max_iter=100_000)
+        assert np.allclose(sg[r], ref[ig[r]], atol=1e-5)

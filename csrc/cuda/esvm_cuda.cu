@@ -1,21 +1,18 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <vector>
 
 #include "common/dcd_math.h"
+#include "cuda/device_util.cuh"
 #include "cuda/esvm_cuda.h"
 
 namespace simattr::cuda {
 
 namespace {
-
-constexpr unsigned kFull = 0xffffffffu;
-
-__device__ __forceinline__ float load(const void* p, DType t, int64_t i) {
-    return t == DType::F32 ? static_cast<const float*>(p)[i] : __half2float(static_cast<const __half*>(p)[i]);
-}
 
 // Warp dot product of w (shared, d + 1 doubles) with the augmented row [x, B]; the sum is
 // reduced to lane 0 and broadcast, so every lane takes the same decisions.
@@ -23,9 +20,7 @@ __device__ double warp_dot(const double* w, const void* x, DType t, int64_t row,
     const int lane = threadIdx.x & 31;
     double s = 0.0;
     for (int64_t c = lane; c < d; c += 32) s += w[c] * double(load(x, t, row * d + c));
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(kFull, s, o);
-    s = __shfl_sync(kFull, s, 0);
-    return s + w[d] * B;
+    return warp_sum(s) + w[d] * B;
 }
 
 __device__ void warp_axpy(double* w, double a, const void* x, DType t, int64_t row, int64_t d, double B) {
@@ -73,13 +68,7 @@ __global__ void solve(SolveArgs a) {
     }
     __syncwarp();
     const int64_t qrow = a.qrows[j];
-    double qq = 0.0;
-    for (int64_t c = lane; c < a.d; c += 32) {
-        const double v = load(a.q, a.qt, qrow * a.d + c);
-        qq += v * v;
-    }
-    for (int o = 16; o > 0; o >>= 1) qq += __shfl_down_sync(kFull, qq, o);
-    const double qd_pos = __shfl_sync(kFull, qq, 0) + a.B * a.B + a.dc.diag_pos;
+    const double qd_pos = warp_sq_norm(a.q, a.qt, qrow, a.d) + a.B * a.B + a.dc.diag_pos;
 
     SplitMix64 rng(a.seeds[j]);
     int64_t active = l, iter = 0;
@@ -139,7 +128,7 @@ __global__ void solve(SolveArgs a) {
     }
     for (int64_t i = 0; i < a.n; ++i) {
         const double v = warp_dot(w, a.x, a.xt, a.krows[i], a.d, a.B);
-        if (lane == 0) a.f[j * a.n + i] = float(v);
+        if (lane == 0) a.f[j * a.n + i] = finite_or_worst(float(v));
     }
     if (lane == 0) {
         a.iters[j] = iter;
@@ -152,13 +141,20 @@ __global__ void key_qd(const void* x, DType t, const int64_t* rows, int64_t n, i
     const int64_t i = blockIdx.x * int64_t(blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (i >= n) return;
-    double s = 0.0;
-    for (int64_t c = lane; c < d; c += 32) {
-        const double v = load(x, t, rows[i] * d + c);
-        s += v * v;
-    }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_down_sync(kFull, s, o);
+    const double s = warp_sq_norm(x, t, rows[i], d);
     if (lane == 0) out[i] = s + add;
+}
+
+// The solver's dynamic shared memory limit is raised to the device's opt-in maximum once per
+// device and process (cudaFuncSetAttribute is not safe to race from several threads).
+void allow_max_shared_memory(int device, int smem_max) {
+    static std::mutex lock;
+    static std::set<int> done;
+    std::lock_guard<std::mutex> guard(lock);
+    if (done.count(device)) return;
+    check(cudaFuncSetAttribute(solve, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_max),
+          "cudaFuncSetAttribute");
+    done.insert(device);
 }
 
 }  // namespace
@@ -180,8 +176,8 @@ void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, int6
         throw std::invalid_argument("esvm_topk (cuda): d too large for one warp's weights in shared memory");
     const int warps = int(std::max<size_t>(1, std::min<size_t>(4, size_t(smem_max) / per_warp)));
     const size_t smem = per_warp * warps;
-    check(cudaFuncSetAttribute(solve, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-          "cudaFuncSetAttribute");
+    allow_max_shared_memory(dev, smem_max);
+    cudaStream_t st = static_cast<cudaStream_t>(acc.stream());
 
     const DcdConstants dc = dcd_constants(p.C, n, p.squared_hinge);
     std::vector<uint64_t> seeds(m);
@@ -192,9 +188,9 @@ void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, int6
     DeviceBuffer<int> index(size_t(m * (n + 1))), conv(m);
     DeviceBuffer<float> f(size_t(m * n));
     DeviceBuffer<int64_t> iters(m);
-    key_qd<<<int((n + 7) / 8), 256>>>(keys, ktype, key_rows, n, d,
-                                      p.intercept_scaling * p.intercept_scaling + dc.diag_neg, qd.get());
-    check(cudaGetLastError(), "esvm keys norms");
+    key_qd<<<int((n + 7) / 8), 256, 0, st>>>(
+        keys, ktype, key_rows, n, d, p.intercept_scaling * p.intercept_scaling + dc.diag_neg, qd.get());
+    check_launch(st, "esvm keys norms");
     SolveArgs a{queries,
                 qtype,
                 query_rows,
@@ -215,12 +211,13 @@ void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, int6
                 f.get(),
                 iters.get(),
                 conv.get()};
-    solve<<<int((m + warps - 1) / warps), 32 * warps, smem>>>(a);
-    check(cudaGetLastError(), "esvm solve kernel");
+    solve<<<int((m + warps - 1) / warps), 32 * warps, smem, st>>>(a);
+    check_launch(st, "esvm solve kernel");
     acc.push_scores(f.get(), row0, m, n, key_rows);
     std::vector<int> hconv(m);
-    copy_to_host(n_iter, iters.get(), sizeof(int64_t) * m);
-    copy_to_host(hconv.data(), conv.get(), sizeof(int) * m);
+    copy_to_host_async(n_iter, iters.get(), sizeof(int64_t) * m, st);
+    copy_to_host_async(hconv.data(), conv.get(), sizeof(int) * m, st);
+    check(cudaStreamSynchronize(st), "esvm results");
     for (int64_t j = 0; j < m; ++j) converged[j] = uint8_t(hconv[j]);
 }
 

@@ -20,6 +20,9 @@ public:
     int64_t rows() const { return nq_; }
     int64_t k() const { return k_; }
     int64_t max_cols() const { return max_cols_; }
+    // Every kernel of this accumulator (and of esvm_topk on it) runs on this stream: our own,
+    // non-blocking, never the legacy default stream.
+    void* stream() const { return stream_.get(); }
 
     // Scores queries [nq, d] against keys [nb, d] (device, float32 or float16, row-major,
     // contiguous) and offers them to rows 0..nq with ids id0 + c. nb <= max_cols.
@@ -40,10 +43,11 @@ private:
     void compact();
 
     int64_t nq_, k_, max_cols_, cap_;
+    Stream stream_;
     DeviceBuffer<unsigned long long> buf_, sorted_, thresh_;
     DeviceBuffer<unsigned int> count_;
     DeviceBuffer<int> begin_, end_;
-    DeviceBuffer<float> qnorm_, knorm_;
+    DeviceBuffer<double> qnorm_, knorm_;  // squared norms in float64, as the CPU computes them
     DeviceBuffer<char> temp_;
 };
 

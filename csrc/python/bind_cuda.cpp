@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 
 #include "cuda/cuda_util.h"
@@ -34,6 +35,21 @@ public:
 private:
     cuda::DeviceBuffer<char> buf_;
     size_t bytes_ = 0;
+};
+
+// A Python context manager around cuda::DeviceGuard.
+class DeviceGuardScope {
+public:
+    explicit DeviceGuardScope(int device) : device_(device) {}
+    DeviceGuardScope& enter() {
+        guard_ = std::make_unique<cuda::DeviceGuard>(device_);
+        return *this;
+    }
+    void exit() { guard_.reset(); }
+
+private:
+    int device_;
+    std::unique_ptr<cuda::DeviceGuard> guard_;
 };
 
 template <class T>
@@ -91,6 +107,21 @@ PYBIND11_MODULE(_cuda, m) {
         .value("float32", DType::F32)
         .value("float16", DType::F16);
     m.def("device_count", &cuda::device_count);
+    m.def(
+        "pointer_device", [](uintptr_t p) { return cuda::pointer_device(reinterpret_cast<const void*>(p)); },
+        py::arg("ptr"), "The device owning a device pointer (-1 for host memory).");
+    m.def(
+        "wait_stream",
+        [](uintptr_t stream) {
+            py::gil_scoped_release nogil;
+            cuda::wait_stream(stream);
+        },
+        py::arg("stream"), "Waits for a producer's stream (__cuda_array_interface__ v3 'stream').");
+    // `with DeviceGuard(d):` runs the body with device d current and restores the previous one.
+    py::class_<DeviceGuardScope>(m, "DeviceGuard")
+        .def(py::init<int>(), py::arg("device"))
+        .def("__enter__", &DeviceGuardScope::enter, py::return_value_policy::reference)
+        .def("__exit__", [](DeviceGuardScope& g, const py::args&) { g.exit(); });
     m.def("last_error", &cuda::last_error);
     py::class_<DeviceArray>(m, "DeviceArray")
         .def(py::init<const py::array&>(), py::arg("host"))

@@ -26,6 +26,7 @@ class Matrix:
     host: np.ndarray | None = None  # set for host arrays
     device_ptr: int = 0  # set for CUDA arrays
     device_obj: Any = None  # keeps the owner of device memory alive
+    stream: int | None = None  # __cuda_array_interface__ v3: the producer's stream to wait for
 
     @property
     def on_device(self) -> bool:
@@ -46,7 +47,16 @@ def _from_cai(name: str, obj, cai: dict) -> Matrix:
     strides = cai.get("strides")
     contiguous = strides is None or (len(shape) == 2 and tuple(strides) == (shape[1] * dtype.itemsize, dtype.itemsize))
     rows, dim = check_matrix(name, shape, dtype, contiguous)
-    return Matrix(name, rows, dim, dtype, device_ptr=int(cai["data"][0]), device_obj=obj)
+    stream = cai.get("stream")
+    return Matrix(
+        name,
+        rows,
+        dim,
+        dtype,
+        device_ptr=int(cai["data"][0]),
+        device_obj=obj,
+        stream=None if stream is None else int(stream),
+    )
 
 
 MAX_KEYS = 2**32 - 1  # the kernels pack a key's index into 32 bits

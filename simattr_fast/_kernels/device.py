@@ -3,6 +3,8 @@ uploading host arrays. Only used on the CUDA path."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .arrays import Matrix, release_pages
@@ -13,6 +15,27 @@ def _as_torch(obj):
     import torch
 
     return obj if isinstance(obj, torch.Tensor) else torch.as_tensor(obj, device="cuda")
+
+
+@contextlib.contextmanager
+def inputs_device(cu, Q: Matrix, K: Matrix):
+    """Runs the body on the device that holds the inputs (a device guard; host inputs use the
+    current device), after the producers' streams have finished writing them. Queries and
+    keys on two different devices are refused."""
+    devices = {M.name: cu.pointer_device(M.device_ptr) for M in (Q, K) if M.on_device}
+    if len(set(devices.values())) > 1:
+        raise ValueError(
+            f"keys: expected the same device as queries, got queries on cuda:{devices['queries']} and keys on "
+            f"cuda:{devices['keys']}; move one of them (e.g. keys.to(queries.device))"
+        )
+    for M in (Q, K):
+        if M.on_device and M.stream is not None:
+            cu.wait_stream(M.stream)
+    if not devices:
+        yield
+        return
+    with cu.DeviceGuard(next(iter(devices.values()))):
+        yield
 
 
 def check_cuda_inputs(Q: Matrix, K: Matrix, metric: str) -> None:

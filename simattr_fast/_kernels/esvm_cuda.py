@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .device import Uploaded, check_cuda_inputs, upload_labels
+from .device import Uploaded, check_cuda_inputs, inputs_device, upload_labels
 
 _DEVICE_BYTES = 8 << 30  # per-class solver state on the device
 
@@ -15,6 +15,11 @@ def esvm_topk_cuda(Q, K, k, ql, kl, params):
     from .esvm import class_keys
 
     cu = backend.cuda()
+    with inputs_device(cu, Q, K):
+        return _esvm_topk_cuda(cu, Q, K, k, ql, kl, params, class_keys)
+
+
+def _esvm_topk_cuda(cu, Q, K, k, ql, kl, params, class_keys):
     check_cuda_inputs(Q, K, "ip")
     q, kk = Uploaded(cu, Q), Uploaded(cu, K)
     out_s = np.full((Q.rows, k), np.nan, np.float32)

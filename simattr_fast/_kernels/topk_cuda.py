@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .device import Uploaded, check_cuda_inputs, sq_norms, upload_labels
+from .device import Uploaded, check_cuda_inputs, inputs_device, sq_norms, upload_labels
 
 _DEVICE_BYTES = 4 << 30  # running top-k state on the device, per query chunk
 
 
 def topk_cuda(Q, K, k, metric, ql, kl, block_rows):
     cu = backend.cuda()
+    with inputs_device(cu, Q, K):
+        return _topk_cuda(cu, Q, K, k, metric, ql, kl, block_rows)
+
+
+def _topk_cuda(cu, Q, K, k, metric, ql, kl, block_rows):
     check_cuda_inputs(Q, K, metric)
     block = min(block_rows, K.rows)
     chunk = max(1, min(Q.rows, (2**31 - 1) // (k + block), _DEVICE_BYTES // (16 * (k + block))))

@@ -27,7 +27,7 @@ def topk_ref(q, k, kk, metric, ql=None, kl=None):
     return out, s
 
 
-def esvm_ref(q, pool, C, loss="squared_hinge", intercept_scaling=1.0):
+def esvm_ref(q, pool, C, loss="squared_hinge", intercept_scaling=1.0, tol=1e-6, max_iter=10000):
     """Decision values of sklearn LinearSVC fitted with q as the only positive."""
     from sklearn.svm import LinearSVC
 
@@ -37,8 +37,8 @@ def esvm_ref(q, pool, C, loss="squared_hinge", intercept_scaling=1.0):
         C=C,
         loss=loss,
         class_weight="balanced",
-        tol=1e-6,
-        max_iter=10000,
+        tol=tol,
+        max_iter=max_iter,
         intercept_scaling=intercept_scaling,
         dual=True,
         random_state=0,
