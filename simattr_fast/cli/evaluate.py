@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from ..evaluation.engines import ENGINES
 from ..evaluation.store import CRITERIA
 from .common import CliError, require_file
 
@@ -43,7 +44,26 @@ def add(sub):
     p.add_argument("--budget", type=int, default=7, help="bisection steps (default 7)")
     p.add_argument("--subsets", type=int, default=50, help="LDS: subsets (default 50)")
     p.add_argument("--alpha", type=float, default=0.5, help="LDS: subset fraction (default 0.5)")
-    p.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    p.add_argument("--workers", type=int, help="worker processes or Ray actors (default: one per core / cluster CPU)")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="where models train: this machine (default) or a Ray cluster (pip install 'simattr_fast[ray]')",
+    )
+    p.add_argument("--ray-address", help="Ray cluster to join (e.g. auto); default: start a local one")
+    p.add_argument(
+        "--gpus-per-model",
+        type=float,
+        default=0.0,
+        help="GPUs per Ray worker; a fraction lets several small models share a GPU",
+    )
+    p.add_argument(
+        "--no-early-decision",
+        dest="early_decision",
+        action="store_false",
+        help="train all M models of every step (default: stop once the verdict is certain; same supports)",
+    )
     p.set_defaults(func=evaluate_cmd)
 
 
@@ -109,6 +129,10 @@ def evaluate_cmd(args) -> int:
         n_workers=args.workers,
         n_subsets=args.subsets,
         alpha=args.alpha,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        gpus_per_model=args.gpus_per_model,
+        early_decision=args.early_decision,
     )
     for name, m in s["methods"].items():
         if args.criterion == "lds":

@@ -10,11 +10,11 @@ import os
 import numpy as np
 
 from .._io import write_json
-from .lds import lds, subset_margins, subset_masks
-from .runner import run_searches
+from .lds import lds, subset_masks
+from .runner import flip_classes_on, run_searches, subset_margins_on
 from .store import CRITERIA, ResultsStore
 from .summary import head_to_head, plot_cdf, summarize
-from .support import check_ranking_range, flip_classes
+from .support import check_ranking_range
 from .trainers import spec_labels, trainer_from_spec
 
 
@@ -39,6 +39,10 @@ def evaluate(
     n_subsets: int = 50,
     alpha: float = 0.5,
     progress=None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    gpus_per_model: float = 0.0,
+    early_decision: bool = True,
 ) -> dict:
     """Counterfactual evaluation of rankings: removal support, mislabel support or LDS.
 
@@ -63,10 +67,19 @@ def evaluate(
     budget : int, default 7
         Bisection steps after the first try at ``m = k``.
     n_workers : int or None, default None
-        Worker processes (None: one per core).
+        Engine slots: worker processes or Ray actors (None: one per core or cluster CPU).
     n_subsets, alpha : int, float, default 50, 0.5
         LDS subsets and the fraction of the training set each holds.
     progress : bool or None, default None
+    engine : {"local", "ray"}, default "local"
+        Where the models train: this machine (in process, or a process pool), or a Ray
+        cluster. Only this process writes to the store either way.
+    ray_address : str or None, default None
+        A running Ray cluster to join ("auto", "ray://host:10001"); None starts a local one.
+    gpus_per_model : float, default 0.0
+        GPUs each Ray worker asks for (a fraction lets several small models share one).
+    early_decision : bool, default True
+        Stop training a step's models once its verdict is certain (identical supports).
 
     Returns
     -------
@@ -95,10 +108,17 @@ def evaluate(
         st.set_info(f"settings/{criterion}", json.dumps(settings, sort_keys=True))
         for name, a in attributions.items():
             st.set_info(f"ranking/{criterion}/{name}", _ranking_sha(a, test_ids))
+        run = {"engine": engine, "n_workers": n_workers}
+        if engine == "ray":
+            run.update(ray_address=ray_address, gpus_per_model=gpus_per_model)
+        elif gpus_per_model:
+            raise ValueError("gpus_per_model: fractional GPUs need engine='ray'")
         if criterion == "lds":
-            summary = _evaluate_lds(attributions, factory(), st, test_ids, n_subsets, alpha, progress)
+            summary = _evaluate_lds(attributions, factory, trainer_spec, st, test_ids, n_subsets, alpha, progress, run)
         else:
-            flip = _flip_classes(factory, st, test_ids, n_models) if criterion == "mislabel" else None
+            flip = (
+                _flip_classes(factory, trainer_spec, st, test_ids, n_models, run) if criterion == "mislabel" else None
+            )
             jobs = [(name, t, a.ranking(t)) for name, a in attributions.items() for t in test_ids]
             res = run_searches(
                 factory,
@@ -109,8 +129,9 @@ def evaluate(
                 n_models=n_models,
                 budget=budget,
                 flip=flip,
-                n_workers=n_workers,
                 progress=progress,
+                early_decision=early_decision,
+                **run,
             )
             per = {name: {t: res[name][t] for t in test_ids} for name in attributions}
             summary = _support_summary(per, criterion, k, n_models, budget, test_ids)
@@ -143,18 +164,21 @@ def _check_inputs(attributions, trainer_spec, criterion, test_ids, k) -> list[in
     return test_ids
 
 
-def _flip_classes(factory, st, test_ids, n_models) -> dict:
+def _flip_classes(factory, trainer_spec, st, test_ids, n_models, run) -> dict:
     """The flip class of every test image, from the store's cache or a full-data ensemble."""
     flip = {int(t): c for t, c in json.loads(st.info("flipclasses") or "{}").items()}
     if not set(test_ids) <= set(flip):
-        flip.update(flip_classes(factory(), st, [t for t in test_ids if t not in flip], n_models))
+        y_test = spec_labels(trainer_spec)[1]
+        missing = [t for t in test_ids if t not in flip]
+        flip.update(flip_classes_on(factory, st.path, missing, y_test, n_models, **run))
         st.replace_info("flipclasses", json.dumps(flip))
     return flip
 
 
-def _evaluate_lds(attributions, trainer, st, test_ids, n_subsets, alpha, progress) -> dict:
-    masks = subset_masks(len(trainer.y_train), n_subsets, alpha)
-    mg = subset_margins(trainer, st, test_ids, n_subsets, alpha, progress=progress)
+def _evaluate_lds(attributions, factory, trainer_spec, st, test_ids, n_subsets, alpha, progress, run) -> dict:
+    n_train = len(spec_labels(trainer_spec)[0])
+    masks = subset_masks(n_train, n_subsets, alpha)
+    mg = subset_margins_on(factory, st.path, n_train, test_ids, n_subsets, alpha, progress=progress, **run)
     per = {}
     for name, a in attributions.items():
         rows = [int(np.flatnonzero(a.test_ids == t)[0]) for t in test_ids]

@@ -1,57 +1,22 @@
-"""Running many support searches: local worker processes now, a cluster engine later.
+"""Running evaluations on an engine: support searches through the scheduler, and the
+flip-class ensemble and LDS subset models as plain units.
 
-A job is plain data, ``(method, test_id, ranking)``, and all state lives in the results store,
-so any engine that can call :func:`run_job` with a trainer factory and a store path can run
-them (each worker opens the store itself; SQLite in WAL mode takes concurrent writers).
-Jobs whose answer is already in the store are skipped; a job killed half-way reuses every
-model it had finished.
+``factory`` is a picklable zero-argument callable that builds the trainer on a worker
+(:func:`~simattr_fast.evaluation.trainers.trainer_from_spec` bound to a spec, or a class).
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
+import numpy as np
 
-from .._progress import progress_bar
+from .engines import default_workers, make_engine
+from .lds import subset_masks
+from .scheduler import SupportSearch, run_schedule
 from .store import ResultsStore
-from .support import support
+from .support import model_seed
+from .units import TrainingUnit
 
-_WORKER: dict = {}
-
-
-def default_workers(threads_per_worker: int = 1) -> int:
-    """One worker per ``threads_per_worker`` cores this process may use."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, threads_per_worker))
-
-
-def run_job(trainer, store, job, criterion, k, n_models, budget, flip):
-    method, test_id, ranking = job
-    s = support(
-        trainer,
-        store,
-        test_id,
-        ranking,
-        method,
-        criterion,
-        k=k,
-        n_models=n_models,
-        budget=budget,
-        flip_class=None if flip is None else flip[test_id],
-    )
-    store.add_support(test_id, method, criterion, s, k)
-    return method, test_id, s
-
-
-def _init(factory, store_path, threads):
-    import torch
-
-    torch.set_num_threads(threads)
-    _WORKER["trainer"], _WORKER["store"] = factory(), ResultsStore(store_path)
-
-
-def _run(args):
-    return run_job(_WORKER["trainer"], _WORKER["store"], *args)
+__all__ = ["default_workers", "run_searches", "flip_classes_on", "subset_margins_on"]
 
 
 def run_searches(
@@ -65,31 +30,125 @@ def run_searches(
     flip=None,
     n_workers: int | None = None,
     progress=None,
+    engine: str = "local",
+    early_decision: bool = True,
+    **engine_options,
 ) -> dict:
-    """Runs every ``(method, test_id, ranking)`` job not yet answered in the store, with
-    ``n_workers`` processes (default: one per core; 1 runs in this process). ``factory`` is a
-    picklable zero-argument callable returning the trainer. Returns {method: {test_id: support}}."""
+    """Runs every ``(method, test_id, ranking)`` search not yet answered in the store.
+
+    Parameters
+    ----------
+    factory : callable
+        Builds the trainer (once per worker).
+    store_path : str
+        The results store; only this process writes to it.
+    jobs : list of (str, int, array)
+    criterion : {"removal", "mislabel"}
+    k, n_models, budget : int
+        The search (see :func:`~simattr_fast.evaluation.support`).
+    flip : dict or None
+        ``{test_id: flip class}``, for mislabel support.
+    n_workers : int or None
+        Slots of the engine (None: one per core, or per CPU of the Ray cluster).
+    progress : bool or None
+    engine : {"local", "ray"}
+    early_decision : bool, default True
+        Decide a step as soon as its outcome is certain (same supports, fewer models).
+    **engine_options
+        ``ray_address``, ``cpus_per_worker``, ``gpus_per_model``.
+
+    Returns
+    -------
+    dict
+        ``{method: {test_id: support}}`` of every search in the store.
+    """
     with ResultsStore(store_path) as store:
         done = store.supports(criterion)
-        todo = [j for j in jobs if j[1] not in done.get(j[0], {})]
-        n_workers = default_workers() if n_workers is None else n_workers
-        bar = progress_bar(
-            total=len(jobs),
-            initial=len(jobs) - len(todo),
-            desc=f"{criterion} support",
-            unit="search",
-            progress=progress,
-        )
-        if n_workers <= 1 or len(todo) <= 1:
-            trainer = factory() if todo else None
-            for job in todo:
-                run_job(trainer, store, job, criterion, k, n_models, budget, flip)
-                bar.update()
-        else:
-            threads = max(1, default_workers() // n_workers)
-            ctx = mp.get_context("spawn")  # fork would copy torch's thread pools and locks
-            with ctx.Pool(n_workers, initializer=_init, initargs=(factory, store.path, threads)) as pool:
-                for _ in pool.imap_unordered(_run, [(j, criterion, k, n_models, budget, flip) for j in todo]):
-                    bar.update()
-        bar.close()
+        searches = [
+            SupportSearch(
+                method,
+                t,
+                ranking,
+                criterion,
+                k,
+                n_models,
+                budget,
+                None if flip is None else flip[t],
+                early=early_decision,
+            )
+            for method, t, ranking in jobs
+            if t not in done.get(method, {})
+        ]
+        if searches:
+            eng = make_engine(engine, factory, n_workers, **engine_options)
+            run_schedule(eng, store, searches, progress=progress, desc=f"{criterion} support")
         return store.supports(criterion)
+
+
+def flip_classes_on(
+    factory,
+    store_path: str,
+    test_ids,
+    y_test,
+    n_models: int = 5,
+    engine: str = "local",
+    n_workers=None,
+    **engine_options,
+) -> dict:
+    """The flip class of each test image (see :func:`~simattr_fast.evaluation.flip_classes`),
+    the ensemble's models trained as one unit per model on the engine."""
+    test_ids = [int(t) for t in test_ids]
+    seeds = [model_seed(-1, "full", "flipclass", 0, j) for j in range(n_models)]
+    units = [
+        TrainingUnit(tag=("full", "flipclass", 0), seeds=(s,), test_ids=tuple(test_ids), want_logits=True)
+        for s in seeds
+    ]
+    with ResultsStore(store_path) as store:
+        eng = make_engine(engine, factory, n_workers, **engine_options)
+        results = run_schedule(eng, store, [], units, desc="flip-class ensemble")
+    lg = np.concatenate([r.logits for r in results])  # [M, n, C]
+    p = np.exp(lg - lg.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    mean = p.mean(0)
+    mean[np.arange(len(test_ids)), np.asarray(y_test)[test_ids]] = -np.inf
+    return {t: int(c) for t, c in zip(test_ids, mean.argmax(1))}
+
+
+def subset_margins_on(
+    factory,
+    store_path: str,
+    n_train: int,
+    test_ids,
+    n_subsets: int = 50,
+    alpha: float = 0.5,
+    seed: int = 0,
+    engine: str = "local",
+    n_workers=None,
+    progress=None,
+    **engine_options,
+) -> np.ndarray:
+    """LDS margins ``[n_subsets, len(test_ids)]`` (see :func:`~simattr_fast.evaluation.subset_margins`),
+    one unit per subset model still missing from the store."""
+    test_ids = [int(t) for t in test_ids]
+    masks = subset_masks(n_train, n_subsets, alpha, seed)
+    with ResultsStore(store_path) as store:
+        units = []
+        for s in range(n_subsets):
+            mseed = model_seed(-2, "subsets", "lds", s, seed)
+            if any(store.get(t, "subsets", "lds", s).get(mseed) is None for t in test_ids):
+                units.append(
+                    TrainingUnit(
+                        tag=("subsets", "lds", s),
+                        seeds=(mseed,),
+                        test_ids=tuple(test_ids),
+                        train_ids=np.flatnonzero(masks[s]),
+                    )
+                )
+        if units:
+            eng = make_engine(engine, factory, n_workers, **engine_options)
+            run_schedule(eng, store, [], units, progress=progress, desc="lds subsets")
+        out = np.full((n_subsets, len(test_ids)), np.nan)
+        for s in range(n_subsets):
+            mseed = model_seed(-2, "subsets", "lds", s, seed)
+            out[s] = [store.get(t, "subsets", "lds", s)[mseed][1] for t in test_ids]
+    return out
