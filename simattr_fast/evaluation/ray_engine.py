@@ -64,13 +64,21 @@ class RayEngine:
         self.slots = n_workers
         self._actor_cls = ray.remote(_Worker).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_model)
         self._factory, self._threads = factory, max(1, int(cpus_per_worker))
-        self._idle = [self._new_actor() for _ in range(n_workers)]
         self._inflight: dict = {}  # object ref -> (ticket, unit, actor, tries)
+        self._idle: list = []
         self._next = 0
+        for _ in range(n_workers):
+            self._idle.append(self._new_actor())
 
     def _new_actor(self):
         actor = self._actor_cls.remote(self._factory, self._threads)
-        error = self._ray.get(actor.ready.remote())
+        try:
+            error = self._ray.get(actor.ready.remote())
+        except self._ray.exceptions.RayActorError as exc:  # e.g. the factory cannot be unpickled there
+            self.close()
+            raise EngineError(
+                f"trainer: a Ray worker could not start: {_one_line(exc).splitlines()[0][:300]}"
+            ) from None
         if error is not None:
             self.close()
             raise EngineError(f"trainer: the factory failed on a Ray worker: {error}")

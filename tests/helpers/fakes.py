@@ -64,3 +64,33 @@ class LinearTrainer:
         out = np.zeros((m, len(test_ids), 2))
         out[:, :, 0] = margin  # logit_true - logsumexp(other) = margin when the other logit is 0
         return out
+
+
+class FailingFactory:
+    """A trainer factory that raises (picklable): the engines must say so, not hang."""
+
+    def __call__(self):
+        raise OSError("dataset file missing on this worker")
+
+
+class FailingUnitTrainer(ThresholdTrainer):
+    """Builds fine, then fails inside a unit."""
+
+    def train(self, indices, labels, seeds):
+        raise ValueError("out of labels")
+
+
+class SlowCountingTrainer(ThresholdTrainer):
+    """A ThresholdTrainer that logs each finished unit (pid and models) after training, so a
+    test can count the units executed and kill a worker in the middle of one."""
+
+    def __init__(self, log=None, delay=0.3, **kw):
+        super().__init__(delay=delay, **kw)
+        self.log = log
+
+    def logits(self, handle, test_ids):
+        out = super().logits(handle, test_ids)
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(f"{os.getpid()} {len(handle[2])}\n")
+        return out

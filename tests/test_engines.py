@@ -1,0 +1,274 @@
+"""The evaluation scheduler and its engines: exact early decisions, failures that end in a
+retry or one clear error (never a hang), local and Ray engines giving the same store."""
+
+import functools
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from simattr_fast.evaluation import EngineError, ResultsStore, run_searches, support
+from simattr_fast.evaluation.runner import flip_classes_on, subset_margins_on
+
+from helpers.fakes import FailingFactory, FailingUnitTrainer, LinearTrainer, SlowCountingTrainer, ThresholdTrainer
+
+
+def _jobs(tr, n_test=4):
+    return [
+        (m, t, tr.supporters[t][::-1] if m == "reversed" else tr.supporters[t])
+        for m in ("oracle", "reversed")
+        for t in range(n_test)
+    ]
+
+
+def _full_rule(trainer, path, jobs, criterion="removal", flip=None, **kw):
+    with ResultsStore(path) as st:
+        out = {}
+        for m, t, r in jobs:
+            f = None if flip is None else flip[t]
+            out.setdefault(m, {})[t] = support(trainer, st, t, r, m, criterion, flip_class=f, **kw)
+        return out, st.count()
+
+
+@pytest.mark.parametrize("criterion", ["removal", "mislabel"])
+def test_early_decision_gives_the_full_rules_supports_with_fewer_models(tmp_path, criterion):
+    tr = ThresholdTrainer(noisy=0.3)  # a third of the models are wrong whatever: split steps happen
+    flip = {t: (tr.y_test[t] + 1) % 3 for t in range(4)}
+    kw = dict(k=20, n_models=5, budget=6)
+    full, full_models = _full_rule(tr, str(tmp_path / "full.sqlite"), _jobs(tr), criterion, flip, **kw)
+    factory = functools.partial(ThresholdTrainer, noisy=0.3)
+    early = run_searches(
+        factory, str(tmp_path / "early.sqlite"), _jobs(tr), criterion, flip=flip, n_workers=1, progress=False, **kw
+    )
+    assert early == full
+    with ResultsStore(str(tmp_path / "early.sqlite")) as st:
+        assert st.count() * 1.3 <= full_models  # at least 1.3x fewer models
+
+
+def test_early_decision_on_a_real_trainer(tmp_path):
+    from simattr_fast.datasets import digits_dataset
+    from simattr_fast.evaluation import LinearProbe
+
+    tr_d, te_d = digits_dataset("train"), digits_dataset("test")
+    xtr = tr_d.images.reshape(len(tr_d), -1).astype(np.float32) / 255
+    xte = te_d.images.reshape(len(te_d), -1).astype(np.float32) / 255
+    factory = functools.partial(LinearProbe, xtr, tr_d.targets, xte, te_d.targets, epochs=5)
+    trainer = factory()
+    rng = np.random.default_rng(0)
+    jobs = []
+    for t in (0, 1, 2, 3):
+        same = np.flatnonzero(tr_d.targets == te_d.targets[t])
+        jobs.append(("random", t, rng.permutation(same)))
+    kw = dict(k=60, n_models=5, budget=4)
+    full, full_models = _full_rule(trainer, str(tmp_path / "full.sqlite"), jobs, **kw)
+    early = run_searches(factory, str(tmp_path / "early.sqlite"), jobs, n_workers=1, progress=False, **kw)
+    assert early == full
+    with ResultsStore(str(tmp_path / "early.sqlite")) as st:
+        assert st.count() < full_models
+
+
+def _run_with_deadline(fn, seconds=60):
+    """Runs fn in a thread; fails the test (instead of hanging CI) if it does not return."""
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(seconds)
+    assert not th.is_alive(), f"no answer within {seconds}s: the engine hangs"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_factory_that_raises_is_one_clear_error(tmp_path, n_workers):
+    tr = ThresholdTrainer()
+    t0 = time.time()
+    with pytest.raises(EngineError, match="factory failed.*dataset file missing"):
+        _run_with_deadline(
+            lambda: run_searches(
+                FailingFactory(),
+                str(tmp_path / "r.sqlite"),
+                _jobs(tr),
+                k=20,
+                n_models=3,
+                budget=3,
+                n_workers=n_workers,
+                progress=False,
+            )
+        )
+    assert time.time() - t0 < 60
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_unit_that_raises_is_one_clear_error(tmp_path, n_workers):
+    tr = ThresholdTrainer()
+    with pytest.raises(EngineError, match="ValueError: out of labels"):
+        _run_with_deadline(
+            lambda: run_searches(
+                FailingUnitTrainer,
+                str(tmp_path / "r.sqlite"),
+                _jobs(tr),
+                k=20,
+                n_models=3,
+                budget=3,
+                n_workers=n_workers,
+                progress=False,
+            )
+        )
+
+
+def _kill_one_worker_when(log, pids_seen, min_lines):
+    """Kills one worker process once the log shows min_lines finished units."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if os.path.exists(log):
+            with open(log) as f:
+                lines = f.read().splitlines()
+            if len(lines) >= min_lines:
+                pid = int(lines[-1].split()[0])
+                os.kill(pid, signal.SIGKILL)
+                pids_seen.append(pid)
+                return
+        time.sleep(0.05)
+
+
+def test_local_pool_retries_the_units_of_a_killed_worker(tmp_path):
+    tr = ThresholdTrainer()
+    whole = run_searches(
+        ThresholdTrainer,
+        str(tmp_path / "whole.sqlite"),
+        _jobs(tr),
+        k=20,
+        n_models=3,
+        budget=6,
+        n_workers=1,
+        progress=False,
+    )
+    log, killed = str(tmp_path / "units.log"), []
+    killer = threading.Thread(target=_kill_one_worker_when, args=(log, killed, 4))
+    killer.start()
+    factory = functools.partial(SlowCountingTrainer, log=log, delay=0.2)
+    got = _run_with_deadline(
+        lambda: run_searches(
+            factory, str(tmp_path / "r.sqlite"), _jobs(tr), k=20, n_models=3, budget=6, n_workers=2, progress=False
+        ),
+        120,
+    )
+    killer.join()
+    assert killed and got == whole
+    with ResultsStore(str(tmp_path / "r.sqlite")) as a, ResultsStore(str(tmp_path / "whole.sqlite")) as b:
+        assert [r[:7] for r in a.rows()] == [r[:7] for r in b.rows()]
+
+
+# ---- Ray: one two-node cluster for the whole session ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    # The workers share no working directory with the tests: the fake trainers travel to
+    # them as a package through Ray's runtime environment.
+    helpers = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers")
+    ray.init(
+        address=cluster.address, include_dashboard=False, logging_level="ERROR", runtime_env={"py_modules": [helpers]}
+    )
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_ray_and_local_engines_fill_identical_stores(tmp_path, ray_cluster):
+    tr = ThresholdTrainer(noisy=0.2)
+    flip = {t: (tr.y_test[t] + 1) % 3 for t in range(4)}
+    factory = functools.partial(ThresholdTrainer, noisy=0.2)
+    for criterion in ("removal", "mislabel"):
+        kw = dict(k=20, n_models=5, budget=5, flip=flip if criterion == "mislabel" else None, progress=False)
+        loc = run_searches(factory, str(tmp_path / "loc.sqlite"), _jobs(tr), criterion, n_workers=1, **kw)
+        ray_ = run_searches(
+            factory, str(tmp_path / "ray.sqlite"), _jobs(tr), criterion, engine="ray", n_workers=2, **kw
+        )
+        assert ray_ == loc
+    assert flip_classes_on(
+        factory, str(tmp_path / "ray.sqlite"), [0, 1, 2], tr.y_test, 3, engine="ray"
+    ) == flip_classes_on(factory, str(tmp_path / "loc.sqlite"), [0, 1, 2], tr.y_test, 3, n_workers=1)
+    w = np.random.default_rng(0).standard_normal((3, 40))
+    lin = functools.partial(LinearTrainer, w)
+    m_ray = subset_margins_on(lin, str(tmp_path / "ray.sqlite"), 40, [0, 1, 2], 12, engine="ray", n_workers=2)
+    m_loc = subset_margins_on(lin, str(tmp_path / "loc.sqlite"), 40, [0, 1, 2], 12, n_workers=1)
+    assert np.array_equal(m_ray, m_loc)
+    with ResultsStore(str(tmp_path / "loc.sqlite")) as a, ResultsStore(str(tmp_path / "ray.sqlite")) as b:
+        assert [r[:7] for r in a.rows()] == [r[:7] for r in b.rows()]
+
+
+def test_ray_factory_that_raises_is_one_clear_error(tmp_path, ray_cluster):
+    tr = ThresholdTrainer()
+    with pytest.raises(EngineError, match="factory failed on a Ray worker.*dataset file missing"):
+        _run_with_deadline(
+            lambda: run_searches(
+                FailingFactory(),
+                str(tmp_path / "r.sqlite"),
+                _jobs(tr),
+                k=20,
+                n_models=3,
+                budget=3,
+                engine="ray",
+                n_workers=2,
+                progress=False,
+            )
+        )
+
+
+def test_ray_worker_killed_mid_run(tmp_path, ray_cluster):
+    tr = ThresholdTrainer()
+    whole = run_searches(
+        ThresholdTrainer,
+        str(tmp_path / "whole.sqlite"),
+        _jobs(tr),
+        k=20,
+        n_models=3,
+        budget=6,
+        n_workers=1,
+        progress=False,
+    )
+    log, killed = str(tmp_path / "units.log"), []
+    killer = threading.Thread(target=_kill_one_worker_when, args=(log, killed, 4))
+    killer.start()
+    factory = functools.partial(SlowCountingTrainer, log=log, delay=0.3)
+    got = _run_with_deadline(
+        lambda: run_searches(
+            factory,
+            str(tmp_path / "r.sqlite"),
+            _jobs(tr),
+            k=20,
+            n_models=3,
+            budget=6,
+            engine="ray",
+            n_workers=2,
+            progress=False,
+        ),
+        180,
+    )
+    killer.join()
+    assert killed and got == whole
+    with ResultsStore(str(tmp_path / "r.sqlite")) as a, ResultsStore(str(tmp_path / "whole.sqlite")) as b:
+        assert [r[:7] for r in a.rows()] == [r[:7] for r in b.rows()]
+    # Units executed to completion: every store row once, plus at most the unit that was
+    # running on the killed worker (its models finished but never reached the driver).
+    with open(log) as f:
+        models = sum(int(line.split()[1]) for line in f.read().splitlines())
+    with ResultsStore(str(tmp_path / "r.sqlite")) as a:
+        assert a.count() <= models <= a.count() + 3
