@@ -76,6 +76,13 @@ class Attributor:
         CPU threads (None: all cores).
     progress : bool or None, default None
         Progress bars on long runs (None: only on a terminal).
+    engine : {"local", "ray"}, default "local"
+        "ray" splits the test images over a Ray cluster (by class, shipping each shard only its
+        classes' training images, when class-conditioned); the result is the same, bit for bit.
+    ray_address : str or None, default None
+        The Ray cluster to join (None: the running one, or a new local one).
+    n_shards : int or None, default None
+        Shards for engine="ray" (None: one per CPU of the cluster).
 
     Examples
     --------
@@ -102,10 +109,14 @@ class Attributor:
         max_iter=10000,
         n_threads=None,
         progress=None,
+        engine="local",
+        ray_address=None,
+        n_shards=None,
     ):
         self.method, self.k, self.condition, self.device = method, k, condition, device
         self.C, self.loss, self.intercept_scaling, self.tol, self.max_iter = C, loss, intercept_scaling, tol, max_iter
         self.n_threads, self.progress = n_threads, progress
+        self.engine, self.ray_address, self.n_shards = engine, ray_address, n_shards
 
     def _check_params(self):
         from ._kernels.validate import check_k
@@ -115,6 +126,10 @@ class Attributor:
         if self.condition not in CONDITIONS:
             raise ValueError(f"condition: expected one of {CONDITIONS}, got {self.condition!r}")
         check_k(self.k)
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"engine: expected 'local' or 'ray', got {self.engine!r}")
+        if self.engine == "ray" and self.device == "cuda":
+            raise ValueError("engine: 'ray' shards run the CPU kernels; use device='auto' or 'cpu' with it")
 
     def fit(self, train_embeddings, train_labels=None) -> Attributor:
         """Stores the training embeddings and labels.
@@ -238,6 +253,29 @@ class Attributor:
     def _run(self, q, pool, key_labels):
         from . import esvm_topk, topk
 
+        if self.engine == "ray":
+            from ._sharded import rank_on_ray
+
+            params = {"n_threads": self.n_threads}
+            if self.method == "esvm":
+                params.update(
+                    C=self.C,
+                    loss=self.loss,
+                    intercept_scaling=self.intercept_scaling,
+                    tol=self.tol,
+                    max_iter=self.max_iter,
+                )
+            return rank_on_ray(
+                self.method,
+                q,
+                self.train_embeddings_,
+                self.k,
+                pool,
+                key_labels,
+                params,
+                self.n_shards,
+                self.ray_address,
+            )
         common = dict(device=self.device, n_threads=self.n_threads, progress=self.progress)
         if self.method == "esvm":
             return esvm_topk(

@@ -173,6 +173,12 @@ def test_local_pool_retries_the_units_of_a_killed_worker(tmp_path):
 # ---- Ray: one two-node cluster for the whole session ------------------------------------
 
 
+def _blas_env():
+    """The machine's BLAS settings (OPENBLAS_CORETYPE picks the kernel, and so the rounding of
+    the SVM solver's GEMMs), given to the workers as a real cluster's nodes would have them."""
+    return {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     ray = pytest.importorskip("ray")
@@ -184,7 +190,10 @@ def ray_cluster():
     # them as a package through Ray's runtime environment.
     helpers = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers")
     ray.init(
-        address=cluster.address, include_dashboard=False, logging_level="ERROR", runtime_env={"py_modules": [helpers]}
+        address=cluster.address,
+        include_dashboard=False,
+        logging_level="ERROR",
+        runtime_env={"py_modules": [helpers], "env_vars": _blas_env()},
     )
     yield cluster
     ray.shutdown()
@@ -272,3 +281,22 @@ def test_ray_worker_killed_mid_run(tmp_path, ray_cluster):
         models = sum(int(line.split()[1]) for line in f.read().splitlines())
     with ResultsStore(str(tmp_path / "r.sqlite")) as a:
         assert a.count() <= models <= a.count() + 3
+
+
+@pytest.mark.parametrize("method", ["cosine", "l2", "esvm"])
+@pytest.mark.parametrize("condition", ["true", "none"])
+def test_sharded_attribution_on_ray_equals_one_process(ray_cluster, method, condition):
+    from simattr_fast import Attributor
+
+    rng = np.random.default_rng(3)
+    train = rng.integers(-2, 3, (600, 12)).astype(np.float32)  # small integers: many exact ties
+    train[300:320] = train[:20]  # duplicated rows across the set
+    ytr = rng.integers(0, 5, 600)
+    ytr[ytr == 4] = 3  # class 4 has no training images
+    test = rng.standard_normal((70, 12)).astype(np.float32)
+    yte = rng.integers(0, 5, 70)
+    kw = dict(method=method, k=40, condition=condition, progress=False)
+    one = Attributor(**kw).fit(train, ytr).attribute(test, yte)
+    many = Attributor(engine="ray", n_shards=3, **kw).fit(train, ytr).attribute(test, yte)
+    assert np.array_equal(one.indices, many.indices)
+    assert np.array_equal(one.scores, many.scores, equal_nan=True)

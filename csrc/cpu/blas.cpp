@@ -53,17 +53,15 @@ void gemm_abt_serial(SgemmFn sgemm, const float* a, int64_t lda, const float* b,
 
 void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb, float* out,
               int64_t ldo, int64_t m, int64_t n, int64_t d, int n_threads) {
-    const int nt = resolve_threads(n_threads);
-    // Column panels of at least 256 keys keep each thread's GEMM efficient.
-    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(nt, n / 256));
-    if (parts == 1) {
-        gemm_abt_serial(sgemm, a, lda, b, ldb, out, ldo, m, n, d);
-        return;
-    }
-    const int64_t step = (n + parts - 1) / parts;
-    parallel_for(parts, nt, [&](int64_t p) {
-        const int64_t j0 = p * step, j1 = std::min(n, j0 + step);
-        if (j0 < j1) gemm_abt_serial(sgemm, a, lda, b + j0 * ldb, ldb, out + j0, ldo, m, j1 - j0, d);
+    // Column panels of a fixed width, whatever the thread count: BLAS rounds a product
+    // according to where it sits in the matrix it is given, so panels that depended on the
+    // number of threads would make the results depend on it too (the exemplar SVMs' decision
+    // values steer their solver). 256 columns keep each panel's GEMM efficient.
+    constexpr int64_t kPanel = 256;
+    const int64_t parts = (n + kPanel - 1) / kPanel;
+    parallel_for(parts, resolve_threads(n_threads), [&](int64_t p) {
+        const int64_t j0 = p * kPanel, j1 = std::min(n, j0 + kPanel);
+        gemm_abt_serial(sgemm, a, lda, b + j0 * ldb, ldb, out + j0, ldo, m, j1 - j0, d);
     });
 }
 

@@ -38,6 +38,7 @@ def esvm_topk(
     seed: int = 0,
     n_threads: int | None = None,
     progress: bool | None = None,
+    query_ids=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k keys per query by the decision value of an exemplar SVM.
 
@@ -71,6 +72,9 @@ def esvm_topk(
     n_threads : int or None, default None
     progress : bool or None, default None
         Progress bar over classes (None: only on a terminal).
+    query_ids : int array [nq] or None, default None
+        Ids that seed each query's coordinate permutation (default: the row). A shard of a
+        larger run passes the original rows to reproduce that run exactly.
 
     Returns
     -------
@@ -109,6 +113,7 @@ def esvm_topk(
         raise ValueError(f"max_iter: expected at most 2**63 - 1 sweeps, got {max_iter}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= UINT64_MAX:
         raise ValueError(f"seed: expected an integer in [0, 2**64), got {seed!r}")
+    ids = _query_ids(query_ids, Q.rows)
     params = dict(
         C=C,
         squared_hinge=(loss == "squared_hinge"),
@@ -116,6 +121,7 @@ def esvm_topk(
         tol=tol,
         max_iter=max_iter,
         seed=int(seed),
+        query_ids=ids,
     )
     if inp.device == "cuda":
         from .esvm_cuda import esvm_topk_cuda
@@ -149,6 +155,17 @@ def class_keys(nq: int, nk: int, ql, kl):
         yield groups.order[q0:q1], np.sort(rows)
 
 
+def _query_ids(query_ids, nq: int) -> np.ndarray:
+    """The ids that seed each query's permutation: its row (default), or the caller's ids (a
+    shard of a larger run passes the rows it holds, and gets that run's results)."""
+    if query_ids is None:
+        return np.arange(nq, dtype=np.int64)
+    ids = np.asarray(query_ids)
+    if ids.shape != (nq,) or not np.issubdtype(ids.dtype, np.integer) or (nq and ids.min() < 0):
+        raise ValueError(f"query_ids: expected {nq} non-negative integers (one per query), got shape {ids.shape}")
+    return ids.astype(np.int64)
+
+
 def _esvm_cpu(queries, keys, k, ql, kl, params, nt, progress):
     cpu = backend.cpu()
     nq = queries.shape[0]
@@ -170,7 +187,7 @@ def _esvm_cpu(queries, keys, k, ql, kl, params, nt, progress):
             qf,
             kf,
             key_rows.astype(np.int64),
-            qrows.astype(np.int64),
+            params["query_ids"][qrows],
             params["C"],
             params["squared_hinge"],
             params["intercept_scaling"],

@@ -50,7 +50,7 @@ def _esvm_topk_cuda(cu, Q, K, k, ql, kl, params, class_keys):
                 d_key_rows.ptr,
                 n,
                 K.dim,
-                rows,
+                params["query_ids"][rows],
                 params["C"],
                 params["squared_hinge"],
                 params["intercept_scaling"],
