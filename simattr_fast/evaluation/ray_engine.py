@@ -67,22 +67,27 @@ class RayEngine:
         self._inflight: dict = {}  # object ref -> (ticket, unit, actor, tries)
         self._idle: list = []
         self._next = 0
-        for _ in range(n_workers):
-            self._idle.append(self._new_actor())
+        self._idle = self._new_actors(n_workers)
+
+    def _new_actors(self, n: int) -> list:
+        """Starts n actors at once (each builds its trainer, in parallel) and checks them."""
+        actors = [self._actor_cls.remote(self._factory, self._threads) for _ in range(n)]
+        try:
+            errors = self._ray.get([a.ready.remote() for a in actors])
+        except self._ray.exceptions.RayActorError as exc:  # e.g. the factory cannot be unpickled there
+            self._idle += actors
+            self.close()
+            first = _one_line(exc).splitlines()[0][:300]
+            raise EngineError(f"trainer: a Ray worker could not start: {first}") from None
+        bad = [e for e in errors if e is not None]
+        if bad:
+            self._idle += actors
+            self.close()
+            raise EngineError(f"trainer: the factory failed on a Ray worker: {bad[0]}")
+        return actors
 
     def _new_actor(self):
-        actor = self._actor_cls.remote(self._factory, self._threads)
-        try:
-            error = self._ray.get(actor.ready.remote())
-        except self._ray.exceptions.RayActorError as exc:  # e.g. the factory cannot be unpickled there
-            self.close()
-            raise EngineError(
-                f"trainer: a Ray worker could not start: {_one_line(exc).splitlines()[0][:300]}"
-            ) from None
-        if error is not None:
-            self.close()
-            raise EngineError(f"trainer: the factory failed on a Ray worker: {error}")
-        return actor
+        return self._new_actors(1)[0]
 
     def submit(self, unit: TrainingUnit, ticket=None, tries: int = 0) -> int:
         ticket = self._next if ticket is None else ticket
