@@ -52,6 +52,7 @@ def add(sub):
         help="where models train: this machine (default) or a Ray cluster (pip install 'simattr_fast[ray]')",
     )
     p.add_argument("--ray-address", help="Ray cluster to join (e.g. auto); default: start a local one")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs per Ray worker (default 1)")
     p.add_argument(
         "--gpus-per-model",
         type=float,
@@ -132,6 +133,7 @@ def evaluate_cmd(args) -> int:
         engine=args.engine,
         ray_address=args.ray_address,
         gpus_per_model=args.gpus_per_model,
+        cpus_per_worker=args.cpus_per_worker,
         early_decision=args.early_decision,
     )
     for name, m in s["methods"].items():

@@ -43,6 +43,7 @@ def evaluate(
     ray_address: str | None = None,
     gpus_per_model: float = 0.0,
     early_decision: bool = True,
+    cpus_per_worker: float = 1.0,
 ) -> dict:
     """Counterfactual evaluation of rankings: removal support, mislabel support or LDS.
 
@@ -80,6 +81,8 @@ def evaluate(
         GPUs each Ray worker asks for (a fraction lets several small models share one).
     early_decision : bool, default True
         Stop training a step's models once its verdict is certain (identical supports).
+    cpus_per_worker : float, default 1.0
+        CPUs each Ray worker asks for.
 
     Returns
     -------
@@ -110,7 +113,7 @@ def evaluate(
             st.set_info(f"ranking/{criterion}/{name}", _ranking_sha(a, test_ids))
         run = {"engine": engine, "n_workers": n_workers}
         if engine == "ray":
-            run.update(ray_address=ray_address, gpus_per_model=gpus_per_model)
+            run.update(ray_address=ray_address, gpus_per_model=gpus_per_model, cpus_per_worker=cpus_per_worker)
         elif gpus_per_model:
             raise ValueError("gpus_per_model: fractional GPUs need engine='ray'")
         if criterion == "lds":
