@@ -76,10 +76,20 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=1280)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument(
+        "--data",
+        choices=("embedding", "gaussian"),
+        default="embedding",
+        help="embedding-like (non-negative, clustered, stored by class) or i.i.d. Gaussian",
+    )
     ap.add_argument("--out", default="benchmarks/results/topk.json")
     a = ap.parse_args(argv)
     keys, kl = embedding_like(a.nk // a.classes, a.classes, a.d, seed=0)
     queries, ql = embedding_like(a.nq // a.classes, a.classes, a.d, seed=1)
+    if a.data == "gaussian":  # the hard case for pruning: no structure, every score alike
+        rng = np.random.default_rng(0)
+        keys = rng.standard_normal(keys.shape, dtype=np.float32)
+        queries = rng.standard_normal(queries.shape, dtype=np.float32)
     print(f"topk: {len(queries)} queries x {len(keys)} keys x d={a.d}, k={a.k}, cosine; {machine()}")
     rows = {}
     t_gemm, _ = timed(lambda: torch_gemm(queries, keys), a.repeat)

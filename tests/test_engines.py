@@ -142,32 +142,27 @@ def _kill_one_worker_when(log, pids_seen, min_lines):
         time.sleep(0.05)
 
 
-def test_local_pool_retries_the_units_of_a_killed_worker(tmp_path):
+def _killed_worker_run(tmp_path, engine, delay):
+    """A run during which one worker is SIGKILLed: (supports, the uninterrupted run's, log)."""
     tr = ThresholdTrainer()
-    whole = run_searches(
-        ThresholdTrainer,
-        str(tmp_path / "whole.sqlite"),
-        _jobs(tr),
-        k=20,
-        n_models=3,
-        budget=6,
-        n_workers=1,
-        progress=False,
-    )
+    kw = dict(k=20, n_models=3, budget=6, progress=False)
+    whole = run_searches(ThresholdTrainer, str(tmp_path / "whole.sqlite"), _jobs(tr), n_workers=1, **kw)
     log, killed = str(tmp_path / "units.log"), []
     killer = threading.Thread(target=_kill_one_worker_when, args=(log, killed, 4))
     killer.start()
-    factory = functools.partial(SlowCountingTrainer, log=log, delay=0.2)
+    factory = functools.partial(SlowCountingTrainer, log=log, delay=delay)
     got = _run_with_deadline(
-        lambda: run_searches(
-            factory, str(tmp_path / "r.sqlite"), _jobs(tr), k=20, n_models=3, budget=6, n_workers=2, progress=False
-        ),
-        120,
+        lambda: run_searches(factory, str(tmp_path / "r.sqlite"), _jobs(tr), engine=engine, n_workers=2, **kw), 180
     )
     killer.join()
     assert killed and got == whole
     with ResultsStore(str(tmp_path / "r.sqlite")) as a, ResultsStore(str(tmp_path / "whole.sqlite")) as b:
         assert [r[:7] for r in a.rows()] == [r[:7] for r in b.rows()]
+    return log
+
+
+def test_local_pool_retries_the_units_of_a_killed_worker(tmp_path):
+    _killed_worker_run(tmp_path, "local", 0.2)
 
 
 # ---- Ray: one two-node cluster for the whole session ------------------------------------
@@ -242,39 +237,7 @@ def test_ray_factory_that_raises_is_one_clear_error(tmp_path, ray_cluster):
 
 
 def test_ray_worker_killed_mid_run(tmp_path, ray_cluster):
-    tr = ThresholdTrainer()
-    whole = run_searches(
-        ThresholdTrainer,
-        str(tmp_path / "whole.sqlite"),
-        _jobs(tr),
-        k=20,
-        n_models=3,
-        budget=6,
-        n_workers=1,
-        progress=False,
-    )
-    log, killed = str(tmp_path / "units.log"), []
-    killer = threading.Thread(target=_kill_one_worker_when, args=(log, killed, 4))
-    killer.start()
-    factory = functools.partial(SlowCountingTrainer, log=log, delay=0.3)
-    got = _run_with_deadline(
-        lambda: run_searches(
-            factory,
-            str(tmp_path / "r.sqlite"),
-            _jobs(tr),
-            k=20,
-            n_models=3,
-            budget=6,
-            engine="ray",
-            n_workers=2,
-            progress=False,
-        ),
-        180,
-    )
-    killer.join()
-    assert killed and got == whole
-    with ResultsStore(str(tmp_path / "r.sqlite")) as a, ResultsStore(str(tmp_path / "whole.sqlite")) as b:
-        assert [r[:7] for r in a.rows()] == [r[:7] for r in b.rows()]
+    log = _killed_worker_run(tmp_path, "ray", 0.3)
     # Units executed to completion: every store row once, plus at most the unit that was
     # running on the killed worker (its models finished but never reached the driver).
     with open(log) as f:

@@ -62,10 +62,12 @@ private:
 //   queries [nq, d] float32 (row stride ldq), keys [nb, d] float32 (row stride ldk),
 //   ids [nb] global key indices, key_sq_norms [nb] (used by L2 only, else may be null).
 // Metric::IP and Metric::Cosine score q.x (cosine expects normalised rows);
-// Metric::L2 scores 2 q.x - |x|^2, which ranks like -|q - x|^2.
+// Metric::L2 scores 2 q.x - |x|^2, which ranks like -|q - x|^2. The scores come from our own
+// micro-kernel, whose result for a pair does not depend on where the pair sits (unlike a BLAS
+// GEMM's), so results do not depend on threads, blocks or batches.
 // Accumulator rows row0 .. row0+nq receive the scores. Uses a bounded scratch tile.
 void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
-          int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, SgemmFn sgemm,
-          TopkAccumulator& acc, int64_t row0, int n_threads);
+          int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, TopkAccumulator& acc,
+          int64_t row0, int n_threads);
 
 }  // namespace simattr

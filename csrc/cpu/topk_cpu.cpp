@@ -161,12 +161,12 @@ void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, const int64_
 
 namespace {
 
-// Every GEMM the top-k runs has one fixed shape: kQueryTile queries x kKeyTile keys, short
-// tiles zero-padded to full size, each thread running its own single-threaded GEMM. The GEMM
-// only proposes: BLAS rounds a product differently depending on where it sits in the matrix,
-// so every score that could still enter a row's top k is recomputed by exact_dot below,
-// whose result depends on the two vectors alone. Results are therefore bitwise independent
-// of the thread count, the key block size and which queries share a call.
+// Scores are computed by our own micro-kernel (micro_tile below), not by a BLAS GEMM: BLAS
+// rounds a product differently depending on where it sits in the matrix it is given, while
+// micro_tile accumulates every (query, key) product one feature after another with the same
+// multiply-adds wherever the pair sits. A score therefore depends on the two vectors alone,
+// and results are bitwise independent of the thread count, the key block size and which
+// queries share a call. Tiles are kQueryTile queries x kKeyTile keys; short tiles are padded.
 constexpr int64_t kQueryTile = 128, kKeyTile = 512;
 
 // A thread's buffers: the padded operands and the [kQueryTile, kKeyTile] score tile.
@@ -174,10 +174,39 @@ struct TileBuffers {
     std::vector<float> q, k, scores;
 };
 
+// The scoring micro-kernel: an 8 x 16 block of q.x, each product accumulated one feature
+// after another with the same multiply-adds whatever its position. The score of a pair thus
+// depends on the two vectors alone (BLAS GEMMs round according to where a product sits in the
+// matrix). Keys come packed in panels [d][16] so each step is one vector load.
+constexpr int kMR = 8, kNR = 16;
+
+typedef float v16 __attribute__((vector_size(64)));  // 16 floats: one AVX-512 or two AVX2 registers
+
+SIMATTR_CLONES void micro_tile(const float* q, int64_t ldq, const float* panel, int64_t d, float* out,
+                               int64_t ldo) {
+    v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {}, acc4 = {}, acc5 = {}, acc6 = {}, acc7 = {};
+    const float *q0 = q, *q1 = q + ldq, *q2 = q + 2 * ldq, *q3 = q + 3 * ldq, *q4 = q + 4 * ldq,
+                *q5 = q + 5 * ldq, *q6 = q + 6 * ldq, *q7 = q + 7 * ldq;
+    for (int64_t c = 0; c < d; ++c) {
+        v16 p;
+        __builtin_memcpy(&p, panel + c * kNR, sizeof(p));
+        acc0 += q0[c] * p;
+        acc1 += q1[c] * p;
+        acc2 += q2[c] * p;
+        acc3 += q3[c] * p;
+        acc4 += q4[c] * p;
+        acc5 += q5[c] * p;
+        acc6 += q6[c] * p;
+        acc7 += q7[c] * p;
+    }
+    const v16 accs[kMR] = {acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7};
+    for (int i = 0; i < kMR; ++i) __builtin_memcpy(out + i * ldo, &accs[i], sizeof(v16));
+}
+
 // out[kQueryTile, kKeyTile] = Q K^T for queries [qn, d] and keys [kn, d] (row strides ldq,
 // ldk); rows beyond qn and kn are zero.
-float* score_tile(SgemmFn sgemm, const float* queries, int64_t ldq, int64_t qn, const float* keys,
-                  int64_t ldk, int64_t kn, int64_t d, TileBuffers& tb) {
+float* score_tile(const float* queries, int64_t ldq, int64_t qn, const float* keys, int64_t ldk, int64_t kn,
+                  int64_t d, TileBuffers& tb) {
     tb.scores.resize(size_t(kQueryTile * kKeyTile));
     if (qn < kQueryTile) {
         tb.q.assign(size_t(kQueryTile * d), 0.f);
@@ -186,13 +215,18 @@ float* score_tile(SgemmFn sgemm, const float* queries, int64_t ldq, int64_t qn, 
         queries = tb.q.data();
         ldq = d;
     }
-    if (kn < kKeyTile) {
-        tb.k.assign(size_t(kKeyTile * d), 0.f);
-        for (int64_t r = 0; r < kn; ++r) std::copy(keys + r * ldk, keys + r * ldk + d, tb.k.data() + r * d);
-        keys = tb.k.data();
-        ldk = d;
+    const int64_t panels = (kn + kNR - 1) / kNR;
+    tb.k.assign(size_t(panels * kNR * d), 0.f);
+    for (int64_t r = 0; r < kn; ++r) {
+        float* dst = tb.k.data() + (r / kNR) * kNR * d + (r % kNR);
+        const float* src = keys + r * ldk;
+        for (int64_t c = 0; c < d; ++c) dst[c * kNR] = src[c];
     }
-    gemm_abt(sgemm, queries, ldq, keys, ldk, tb.scores.data(), kKeyTile, kQueryTile, kKeyTile, d, 1);
+    const int64_t rows = (qn + kMR - 1) / kMR * kMR;
+    for (int64_t p = 0; p < panels; ++p)
+        for (int64_t i = 0; i < rows; i += kMR)
+            micro_tile(queries + i * ldq, ldq, tb.k.data() + p * kNR * d, d,
+                       tb.scores.data() + i * kKeyTile + p * kNR, kKeyTile);
     return tb.scores.data();
 }
 
@@ -205,87 +239,14 @@ void to_l2(float* tile, int64_t rows, int64_t ld, const float* sq, int64_t cols)
     }
 }
 
-// A dot product in one fixed order: element c always goes to lane c % 16, and the lanes are
-// added in one fixed tree. It depends on the two vectors only, never on their position.
-SIMATTR_CLONES float exact_dot(const float* a, const float* b, int64_t d) {
-    constexpr int kLanes = 16;
-    float lane[kLanes] = {};
-    int64_t c = 0;
-    for (; c + kLanes <= d; c += kLanes)
-        for (int l = 0; l < kLanes; ++l) lane[l] += a[c + l] * b[c + l];
-    for (int l = 0; c < d; ++c, ++l) lane[l] += a[c] * b[c];
-    for (int w = kLanes / 2; w > 0; w /= 2)
-        for (int l = 0; l < w; ++l) lane[l] += lane[l + w];
-    return lane[0];
-}
-
-// Row norms |x| (float64 sums, rounded up) of rows [n, d], row stride ld.
-std::vector<float> row_norms(const float* x, int64_t ld, int64_t n, int64_t d, int nt) {
-    std::vector<float> out(static_cast<size_t>(n));
-    parallel_for((n + 255) / 256, nt, [&](int64_t b) {
-        for (int64_t i = b * 256; i < std::min(n, b * 256 + 256); ++i) {
-            double s = 0.0;
-            for (int64_t c = 0; c < d; ++c) s += double(x[i * ld + c]) * x[i * ld + c];
-            out[size_t(i)] = float(std::sqrt(s) * (1.0 + 1e-6));
-        }
-    });
-    return out;
-}
-
-// Error bound per unit of |q| |x| of a float32 dot product of length d in any order (the
-// GEMM's and exact_dot's), doubled because both sides of a comparison carry one:
-// |fl(q.x) - q.x| <= gamma_d |q| |x| with gamma_d = d u / (1 - d u), u = 2^-24; padded for
-// the final roundings (of 2 q.x - |x|^2 for l2).
-float dot_error_unit(int64_t d) {
-    const double u = std::ldexp(1.0, -24), n = double(d + 4);
-    return float(2.2 * n * u / (1.0 - n * u));
-}
-
-// Inputs of the exact re-scoring of one call.
-struct Rescore {
-    const float *queries, *keys, *qnorm, *knorm, *key_sq;
-    int64_t ldq, ldk, d;
-    Metric metric;
-    float unit;  // dot_error_unit(d)
-};
-
-// Rows [q0, q0 + qn) of a tile of GEMM scores, columns [0, kn) = keys k0 ..: a score that
-// could still reach its row's threshold becomes exact; the rest become -inf (their exact
-// score is below the threshold too, so they were never going to enter).
-void rescore(const Rescore& R, float* tile, int64_t ld, int64_t q0, int64_t qn, int64_t k0, int64_t kn,
-             const TopkAccumulator& acc, int64_t row0) {
-    constexpr float kNone = -std::numeric_limits<float>::infinity();
-    const bool l2 = R.metric == Metric::L2;
-    for (int64_t r = 0; r < qn; ++r) {
-        const float th = acc.threshold(row0 + q0 + r);
-        const float eq = R.unit * R.qnorm[q0 + r] * (l2 ? 2.f : 1.f);
-        const float* q = R.queries + (q0 + r) * R.ldq;
-        float* s = tile + r * ld;
-        for (int64_t c = 0; c < kn; ++c) {
-            const int64_t j = k0 + c;
-            const float eps = eq * R.knorm[j] + (l2 ? R.unit * R.key_sq[j] : 0.f);
-            if (s[c] >= th - eps) {
-                const float e = exact_dot(q, R.keys + j * R.ldk, R.d);
-                s[c] = l2 ? 2.f * e - R.key_sq[j] : e;
-            } else {
-                s[c] = kNone;
-            }
-        }
-    }
-}
-
 }  // namespace
 
 void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
-          int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, SgemmFn sgemm,
-          TopkAccumulator& acc, int64_t row0, int n_threads) {
+          int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, TopkAccumulator& acc,
+          int64_t row0, int n_threads) {
     const int nt = resolve_threads(n_threads);
     const int64_t n_qtiles = (nq + kQueryTile - 1) / kQueryTile;
     const int64_t n_ktiles = (nb + kKeyTile - 1) / kKeyTile;
-    const std::vector<float> qnorm = row_norms(queries, ldq, nq, d, nt),
-                             knorm = row_norms(keys, ldk, nb, d, nt);
-    const Rescore R{queries, keys, qnorm.data(), knorm.data(),     key_sq_norms, ldq,
-                    ldk,     d,    metric,       dot_error_unit(d)};
     if (n_qtiles >= 2 * nt || n_ktiles == 1) {
         // Many queries: each thread owns whole query tiles (so accumulator rows are never
         // shared) and selects from each score tile while it is still in cache.
@@ -294,9 +255,8 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
             const int64_t q0 = t * kQueryTile, qn = std::min(kQueryTile, nq - q0);
             for (int64_t k0 = 0; k0 < nb; k0 += kKeyTile) {
                 const int64_t kn = std::min(kKeyTile, nb - k0);
-                float* tile = score_tile(sgemm, queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk, kn, d, tb);
+                float* tile = score_tile(queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk, kn, d, tb);
                 if (metric == Metric::L2) to_l2(tile, qn, kKeyTile, key_sq_norms + k0, kn);
-                rescore(R, tile, kKeyTile, q0, qn, k0, kn, acc, row0);
                 acc.push(row0 + q0, qn, tile, kKeyTile, ids + k0, kn, 1);
             }
         });
@@ -314,17 +274,15 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
             parallel_for(nt_here, nt, [&](int64_t j) {
                 thread_local TileBuffers tb;
                 const int64_t k0 = (t0 + j) * kKeyTile, kn = std::min(kKeyTile, nb - k0);
-                const float* tile =
-                    score_tile(sgemm, queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk, kn, d, tb);
+                const float* tile = score_tile(queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk, kn, d, tb);
                 for (int64_t r = 0; r < qn; ++r)
                     std::copy(tile + r * kKeyTile, tile + r * kKeyTile + kKeyTile,
                               strip + r * ld + j * kKeyTile);
             });
             const int64_t k0 = t0 * kKeyTile, kn = std::min(nt_here * kKeyTile, nb - k0);
-            parallel_for(qn, nt, [&](int64_t r) {
-                if (metric == Metric::L2) to_l2(strip + r * ld, 1, ld, key_sq_norms + k0, kn);
-                rescore(R, strip + r * ld, ld, q0 + r, 1, k0, kn, acc, row0);
-            });
+            if (metric == Metric::L2) {
+                parallel_for(qn, nt, [&](int64_t r) { to_l2(strip + r * ld, 1, ld, key_sq_norms + k0, kn); });
+            }
             acc.push(row0 + q0, qn, strip, ld, ids + k0, kn, nt);
         }
     }

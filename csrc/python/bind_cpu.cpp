@@ -52,8 +52,7 @@ void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I6
     }
     require(metric != Metric::L2 || sq != nullptr, "topk: L2 needs key_sq_norms");
     py::gil_scoped_release nogil;
-    topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, metric, g_blas.sgemm, acc, row0,
-         n_threads);
+    topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, metric, acc, row0, n_threads);
 }
 
 py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {

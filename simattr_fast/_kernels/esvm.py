@@ -155,6 +155,11 @@ def class_keys(nq: int, nk: int, ql, kl):
         yield groups.order[q0:q1], np.sort(rows)
 
 
+def solver_args(params: dict) -> tuple:
+    """The solver settings in the order both compiled ``esvm_topk`` take them."""
+    return tuple(params[n] for n in ("C", "squared_hinge", "intercept_scaling", "tol", "max_iter", "seed"))
+
+
 def _query_ids(query_ids, nq: int) -> np.ndarray:
     """The ids that seed each query's permutation: its row (default), or the caller's ids (a
     shard of a larger run passes the rows it holds, and gets that run's results)."""
@@ -188,12 +193,7 @@ def _esvm_cpu(queries, keys, k, ql, kl, params, nt, progress):
             kf,
             key_rows.astype(np.int64),
             params["query_ids"][qrows],
-            params["C"],
-            params["squared_hinge"],
-            params["intercept_scaling"],
-            params["tol"],
-            params["max_iter"],
-            params["seed"],
+            *solver_args(params),
             0,
             nt,
         )

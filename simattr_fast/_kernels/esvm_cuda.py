@@ -20,6 +20,8 @@ def esvm_topk_cuda(Q, K, k, ql, kl, params):
 
 
 def _esvm_topk_cuda(cu, Q, K, k, ql, kl, params, class_keys):
+    from .esvm import solver_args
+
     check_cuda_inputs(Q, K, "ip")
     q, kk = Uploaded(cu, Q), Uploaded(cu, K)
     out_s = np.full((Q.rows, k), np.nan, np.float32)
@@ -51,12 +53,7 @@ def _esvm_topk_cuda(cu, Q, K, k, ql, kl, params, class_keys):
                 n,
                 K.dim,
                 params["query_ids"][rows],
-                params["C"],
-                params["squared_hinge"],
-                params["intercept_scaling"],
-                params["tol"],
-                params["max_iter"],
-                params["seed"],
+                *solver_args(params),
                 0,
             )
             s, i = acc.finalize()
