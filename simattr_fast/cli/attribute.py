@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ..attributor import CONDITIONS, METHODS
-from .common import DEVICES, CliError, require_file
+from .common import DEVICES, CliError, load_side, require_file
 
 
 def add(sub):
@@ -34,28 +32,11 @@ def add(sub):
     p.set_defaults(func=attribute_cmd)
 
 
-def _load_side(path, labels_path, name):
-    """(features, labels) from an embed folder or a .npy (+ labels .npy)."""
-    from ..embed import load_embeddings
-
-    if os.path.isdir(require_file(f"--{name}", path)):
-        if labels_path:
-            raise CliError(f"--{name}-labels: an embed folder brings its own labels; drop the option")
-        return load_embeddings(path), None
-    x = np.load(path, mmap_mode="r", allow_pickle=False)
-    if labels_path is None:
-        return x, None
-    y = np.load(require_file(f"--{name}-labels", labels_path), allow_pickle=False)
-    if y.ndim != 1 or len(y) != len(x):
-        raise CliError(f"--{name}-labels: expected one label per embedding ({len(x)}), got shape {y.shape}")
-    return x, y
-
-
 def attribute_cmd(args) -> int:
     from ..attributor import Attributor
 
-    train, train_y = _load_side(args.train, args.train_labels, "train")
-    test, test_y = _load_side(args.test, args.test_labels, "test")
+    train, train_y = load_side(args.train, args.train_labels, "train")
+    test, test_y = load_side(args.test, args.test_labels, "test")
     pred = None
     if args.predictions:
         pred = np.load(require_file("--predictions", args.predictions), allow_pickle=False)

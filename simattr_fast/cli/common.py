@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 from .._kernels.backend import DEVICES  # noqa: F401 (the CLI offers what the API accepts)
 from ..datasets import SPLITS
 
@@ -27,3 +29,20 @@ def dataset_args(p, split_default="train"):
     p.add_argument("--split", choices=SPLITS, default=split_default)
     p.add_argument("--data-root", help="folder holding the dataset's files (needed for mnist/cifar by name)")
     p.add_argument("--image-size", type=int, help="resize+centre-crop ImageFolder images to this square size")
+
+
+def load_side(path, labels_path, name):
+    """(features, labels) from an embed folder or a .npy (+ labels .npy)."""
+    from ..embed import load_embeddings
+
+    if os.path.isdir(require_file(f"--{name}", path)):
+        if labels_path:
+            raise CliError(f"--{name}-labels: an embed folder brings its own labels; drop the option")
+        return load_embeddings(path), None
+    x = np.load(path, mmap_mode="r", allow_pickle=False)
+    if labels_path is None:
+        return x, None
+    y = np.load(require_file(f"--{name}-labels", labels_path), allow_pickle=False)
+    if y.ndim != 1 or len(y) != len(x):
+        raise CliError(f"--{name}-labels: expected one label per embedding ({len(x)}), got shape {y.shape}")
+    return x, y

@@ -7,6 +7,8 @@
     simattr report --attribution FILE --out FILE.html ...     self-contained HTML report
     simattr evaluate removal|mislabel|lds --attribution FILE... --store DB --out DIR ...
     simattr compare --store DB A B                            head-to-head support counts
+    simattr duplicates --train DIR [--test DIR] --out DIR     near-duplicates and leakage
+    simattr label-errors --train DIR --out FILE.csv           suspected label errors
 
 Errors are one line on stderr and a non-zero exit status (2), never a traceback.
 """
@@ -19,7 +21,7 @@ import sys
 import zipfile
 
 from .._io import InputTypeError
-from . import attribute, compare, demo, embed, evaluate, report, train_ssl
+from . import attribute, compare, demo, duplicates, embed, evaluate, label_errors, report, train_ssl
 from .common import CliError
 
 # What a user can cause: printed as one line, exit status 2. A TypeError or KeyError from our
@@ -36,7 +38,7 @@ USER_ERRORS = (
 )
 
 # One module per subcommand, in the order `simattr --help` lists them.
-SUBCOMMANDS = (demo, train_ssl, embed, attribute, report, evaluate, compare)
+SUBCOMMANDS = (demo, train_ssl, embed, attribute, report, evaluate, compare, duplicates, label_errors)
 
 
 def build_parser() -> argparse.ArgumentParser:
