@@ -56,13 +56,13 @@ def test_bad_arguments(rng):
         label_error_scores(x, np.zeros(5))
 
 
-def _label_scores_reference(x, y, k):
+def _label_scores_reference(x, y, k, temperature=0.02):
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     s = xn.astype(np.float64) @ xn.T.astype(np.float64)
     out = np.zeros(len(x))
     for i in range(len(x)):
         order = [j for j in np.lexsort((np.arange(len(x)), -s[i])) if j != i][:k]
-        w = np.maximum(s[i, order], 0)
+        w = np.exp((s[i, order] - 1) / temperature)
         out[i] = (w * (y[order] != y[i])).sum() / w.sum() if w.sum() > 0 else 0.0
     return out
 

@@ -4,6 +4,7 @@ retry or one clear error (never a hang), local and Ray engines giving the same s
 import functools
 import os
 import signal
+import tempfile
 import threading
 import time
 
@@ -179,6 +180,11 @@ def ray_cluster():
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
+    # Start Ray away from the repository: its workers put the driver's working directory on
+    # their sys.path, and the source tree there (without compiled modules) would shadow the
+    # installed package.
+    here = os.getcwd()
+    os.chdir(tempfile.mkdtemp())
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     cluster.add_node(num_cpus=1)
     # The workers share no working directory with the tests: the fake trainers travel to
@@ -190,6 +196,7 @@ def ray_cluster():
         logging_level="ERROR",
         runtime_env={"py_modules": [helpers], "env_vars": _blas_env()},
     )
+    os.chdir(here)
     yield cluster
     ray.shutdown()
     cluster.shutdown()

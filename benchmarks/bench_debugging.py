@@ -1,0 +1,207 @@
+"""Data debugging measured on Fashion-MNIST: label errors against cleanlab, near-duplicates
+against hashing, leakage against injected copies. Embeddings: raw pixels scaled to [0, 1]
+(the same features for every method; a trained backbone's embeddings drop in with --emb).
+
+    python benchmarks/bench_debugging.py              # about 5 minutes on 2 cores
+    python benchmarks/bench_debugging.py --quick
+
+1. **Label errors**: the first --n-label training images with 5% symmetric noise, and
+   separately 5% noise between confusable class pairs (T-shirt/Shirt, Pullover/Coat,
+   Sneaker/Ankle boot, Sandal/Sneaker). Ours: `label_error_scores` (k=20). cleanlab: label
+   quality scores (self-confidence) from 5-fold cross-validated probabilities of a logistic
+   regression on the same features (what `find_label_issues` ranks by). AUROC, precision at
+   the true number of errors, seconds.
+2. **Duplicates**: all 70,000 images. Ground truth: pairs with identical pixels (exact) or
+   identical after 4-bit quantisation (near-exact), found by hashing. Recall and precision of
+   `find_duplicates` at its default threshold.
+3. **Leakage**: --n-inject test images replaced by copies of training images shifted by one
+   pixel, cropped by 2 pixels and resized back, or with Gaussian noise (sigma 8/255); recall of
+   `find_duplicates(train, test)` on them, per kind.
+Writes benchmarks/results/debugging.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from _common import machine, write_json
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PAIRS = [(0, 6), (2, 4), (7, 9), (5, 7)]  # confusable Fashion-MNIST classes
+
+
+def auroc(scores, positives):
+    from scipy.stats import rankdata
+
+    r = rankdata(scores)
+    p = positives.sum()
+    n = len(scores) - p
+    return float((r[positives].sum() - p * (p + 1) / 2) / (p * n))
+
+
+def precision_at(scores, positives, m):
+    top = np.argsort(-scores, kind="stable")[:m]
+    return float(positives[top].mean())
+
+
+def inject_noise(y, kind, rate, rng):
+    noisy = y.copy()
+    n = len(y)
+    if kind == "symmetric":
+        idx = rng.choice(n, int(rate * n), replace=False)
+        noisy[idx] = (y[idx] + rng.integers(1, 10, len(idx))) % 10
+    else:
+        partner = {}
+        for a, b in PAIRS:
+            partner.setdefault(a, b)
+            partner.setdefault(b, a)
+        cand = np.flatnonzero(np.isin(y, list(partner)))
+        idx = rng.choice(cand, int(rate * n), replace=False)
+        noisy[idx] = [partner[int(c)] for c in y[idx]]
+    flipped = noisy != y
+    return noisy, flipped
+
+
+def label_errors(x, y, a):
+    from cleanlab.rank import get_label_quality_scores
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    from simattr_fast.debugging import label_error_scores
+
+    out = {}
+    for kind in ("symmetric", "pairs"):
+        noisy, flipped = inject_noise(y, kind, 0.05, np.random.default_rng(0))
+        t0 = time.perf_counter()
+        ours = label_error_scores(x, noisy, k=20)
+        t_ours = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        lr = LogisticRegression(max_iter=300)
+        probs = cross_val_predict(lr, x, noisy, cv=5, method="predict_proba")
+        theirs = 1 - get_label_quality_scores(noisy, probs)
+        t_theirs = time.perf_counter() - t0
+        m = int(flipped.sum())
+        out[kind] = {
+            "n": len(y),
+            "errors": m,
+            "simattr": {
+                "auroc": auroc(ours, flipped),
+                "precision_at_m": precision_at(ours, flipped, m),
+                "seconds": t_ours,
+            },
+            "cleanlab_lr_cv5": {
+                "auroc": auroc(theirs, flipped),
+                "precision_at_m": precision_at(theirs, flipped, m),
+                "seconds": t_theirs,
+            },
+        }
+        print("label errors", kind, json.dumps(out[kind]), flush=True)
+    return out
+
+
+def _pairs_by_hash(keys):
+    groups: dict = {}
+    for i, h in enumerate(keys):
+        groups.setdefault(h, []).append(i)
+    pairs = set()
+    for g in groups.values():
+        for a in range(len(g)):
+            for b in range(a + 1, len(g)):
+                pairs.add((g[a], g[b]))
+    return pairs
+
+
+def duplicates(images, a):
+    from simattr_fast.debugging import find_duplicates
+
+    x = images.reshape(len(images), -1).astype(np.float32) / 255
+    exact = _pairs_by_hash([im.tobytes() for im in images])
+    near = _pairs_by_hash([(im // 16).tobytes() for im in images]) | exact
+    t0 = time.perf_counter()
+    d = find_duplicates(x, k=10)
+    secs = time.perf_counter() - t0
+    found = {tuple(p) for p in d.train_pairs.tolist()}
+    out = {
+        "images": len(x),
+        "threshold": d.threshold,
+        "seconds": secs,
+        "found_pairs": len(found),
+        "exact_pairs": len(exact),
+        "near_exact_pairs": len(near),
+        "recall_exact": len(found & exact) / max(1, len(exact)),
+        "recall_near_exact": len(found & near) / max(1, len(near)),
+        "precision_vs_near_exact": len(found & near) / max(1, len(found)),
+    }
+    print("duplicates", json.dumps(out), flush=True)
+    return out
+
+
+def leakage(train, test, a):
+    from simattr_fast.debugging import find_duplicates
+
+    rng = np.random.default_rng(1)
+    test = test.copy()
+    kinds = ("shift", "crop", "noise")
+    src = rng.choice(len(train), a.n_inject, replace=False)
+    dst = rng.choice(len(test), a.n_inject, replace=False)
+    kind_of = {}
+    for n, (s, t) in enumerate(zip(src, dst)):
+        im = train[s].astype(np.float32)
+        kind = kinds[n % 3]
+        if kind == "shift":
+            im = np.roll(im, 1, axis=1)
+        elif kind == "crop":
+            import torch
+            import torch.nn.functional as F
+
+            c = torch.from_numpy(im[2:-2, 2:-2])[None, None]
+            im = F.interpolate(c, size=im.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+        else:
+            im = im + rng.normal(0, 8, im.shape)
+        test[t] = np.clip(np.round(im), 0, 255).astype(np.uint8)
+        kind_of[int(t)] = (kind, int(s))
+    xtr = train.reshape(len(train), -1).astype(np.float32) / 255
+    xte = test.reshape(len(test), -1).astype(np.float32) / 255
+    d = find_duplicates(xtr, xte, k=10)
+    found = {(int(t), int(j)) for t, j in d.leaks.tolist()}
+    out = {"threshold": d.threshold, "injected": a.n_inject, "leaks_found": len(found)}
+    for kind in kinds:
+        want = {(t, s) for t, (k_, s) in kind_of.items() if k_ == kind}
+        out[f"recall_{kind}"] = len(want & found) / len(want)
+    injected = {(t, s) for t, (_, s) in kind_of.items()}
+    out["leaks_not_injected"] = len(found - injected)
+    print("leakage", json.dumps(out), flush=True)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--n-label", type=int, default=10_000)
+    p.add_argument("--n-inject", type=int, default=300)
+    p.add_argument("--out", default=os.path.join(HERE, "results", "debugging.json"))
+    a = p.parse_args()
+    from simattr_fast.datasets import load_fashion_mnist
+
+    xtr, ytr = load_fashion_mnist("train")
+    xte, _ = load_fashion_mnist("test")
+    if a.quick:
+        a.n_label, a.n_inject = 2000, 30
+        xtr, ytr, xte = xtr[:5000], ytr[:5000], xte[:1000]
+    out = {"machine": machine(), "features": "raw pixels / 255"}
+    feats = xtr[: a.n_label].reshape(a.n_label, -1).astype(np.float32) / 255
+    out["label_errors"] = label_errors(feats, ytr[: a.n_label], a)
+    write_json(a.out, out)
+    out["duplicates"] = duplicates(np.concatenate([xtr, xte]), a)
+    write_json(a.out, out)
+    out["leakage"] = leakage(xtr, xte, a)
+    write_json(a.out, out)
+
+
+if __name__ == "__main__":
+    main()
