@@ -1,6 +1,7 @@
 """Data debugging measured on Fashion-MNIST: label errors against cleanlab, near-duplicates
-against hashing, leakage against injected copies. Embeddings: raw pixels scaled to [0, 1]
-(the same features for every method; a trained backbone's embeddings drop in with --emb).
+against hashing, leakage against injected copies. Features: raw pixels scaled to [0, 1], or
+the embeddings of a backbone (--checkpoint: a simattr train-ssl checkpoint); every method
+sees the same features.
 
     python benchmarks/bench_debugging.py              # about 5 minutes on 2 cores
     python benchmarks/bench_debugging.py --quick
@@ -119,7 +120,7 @@ def _pairs_by_hash(keys):
 def duplicates(images, a):
     from simattr_fast.debugging import find_duplicates
 
-    x = images.reshape(len(images), -1).astype(np.float32) / 255
+    x = a.features(images)
     exact = _pairs_by_hash([im.tobytes() for im in images])
     near = _pairs_by_hash([(im // 16).tobytes() for im in images]) | exact
     t0 = time.perf_counter()
@@ -165,8 +166,7 @@ def leakage(train, test, a):
             im = im + rng.normal(0, 8, im.shape)
         test[t] = np.clip(np.round(im), 0, 255).astype(np.uint8)
         kind_of[int(t)] = (kind, int(s))
-    xtr = train.reshape(len(train), -1).astype(np.float32) / 255
-    xte = test.reshape(len(test), -1).astype(np.float32) / 255
+    xtr, xte = a.features(train), a.features(test)
     d = find_duplicates(xtr, xte, k=10)
     found = {(int(t), int(j)) for t, j in d.leaks.tolist()}
     out = {"threshold": d.threshold, "injected": a.n_inject, "leaks_found": len(found)}
@@ -179,11 +179,33 @@ def leakage(train, test, a):
     return out
 
 
+class Features:
+    """Images -> features: raw pixels / 255, or a backbone's embeddings."""
+
+    def __init__(self, checkpoint=None):
+        self.checkpoint = checkpoint
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        if self.checkpoint is None:
+            return images.reshape(len(images), -1).astype(np.float32) / 255
+        import tempfile
+
+        from simattr_fast.datasets import ArrayDataset
+        from simattr_fast.embed import embed
+
+        data = ArrayDataset(images, np.zeros(len(images), np.int64))
+        e = embed(
+            data, tempfile.mkdtemp(), backbone="small_cnn", checkpoint=self.checkpoint, dtype="float32", progress=False
+        )
+        return np.asarray(e.features)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--n-label", type=int, default=10_000)
     p.add_argument("--n-inject", type=int, default=300)
+    p.add_argument("--checkpoint", help="simattr train-ssl checkpoint (small_cnn): embed instead of raw pixels")
     p.add_argument("--out", default=os.path.join(HERE, "results", "debugging.json"))
     a = p.parse_args()
     from simattr_fast.datasets import load_fashion_mnist
@@ -193,8 +215,12 @@ def main():
     if a.quick:
         a.n_label, a.n_inject = 2000, 30
         xtr, ytr, xte = xtr[:5000], ytr[:5000], xte[:1000]
-    out = {"machine": machine(), "features": "raw pixels / 255"}
-    feats = xtr[: a.n_label].reshape(a.n_label, -1).astype(np.float32) / 255
+    a.features = Features(a.checkpoint)
+    out = {
+        "machine": machine(),
+        "features": "raw pixels / 255" if a.checkpoint is None else f"small_cnn SimCLR embeddings ({a.checkpoint})",
+    }
+    feats = a.features(xtr[: a.n_label])
     out["label_errors"] = label_errors(feats, ytr[: a.n_label], a)
     write_json(a.out, out)
     out["duplicates"] = duplicates(np.concatenate([xtr, xte]), a)
