@@ -7,13 +7,23 @@ import pytest
 
 import simattr_fast as sa
 from simattr_fast.datasets import open_dataset
+from simattr_fast.debugging import find_duplicates, label_error_scores
 from simattr_fast.embed import embed
 from simattr_fast.evaluation import evaluate
 from simattr_fast.report import render_report
 from simattr_fast.simclr import train_ssl
 
-PUBLIC = [sa.topk, sa.esvm_topk, sa.cuda_available, sa.Attributor, sa.Attribution, open_dataset, render_report]
-DOCUMENTED = [*PUBLIC, sa.Attributor.fit, sa.Attributor.attribute, embed, train_ssl, evaluate]
+PUBLIC = [
+    sa.topk,
+    sa.esvm_topk,
+    sa.cuda_available,
+    sa.Attributor,
+    sa.Attribution,
+    open_dataset,
+    render_report,
+    label_error_scores,
+]
+DOCUMENTED = [*PUBLIC, sa.Attributor.fit, sa.Attributor.attribute, embed, train_ssl, evaluate, find_duplicates]
 
 
 @pytest.mark.parametrize("obj", DOCUMENTED, ids=lambda o: o.__qualname__)
