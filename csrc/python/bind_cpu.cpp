@@ -9,6 +9,7 @@
 #include "common/parallel.h"
 #include "cpu/esvm.h"
 #include "cpu/topk.h"
+#include "python/bind_common.h"
 
 namespace py = pybind11;
 using namespace simattr;
@@ -100,13 +101,7 @@ py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys
 }  // namespace
 
 PYBIND11_MODULE(_cpu, m) {
-    m.doc() = "simattr_fast CPU kernels (see simattr_fast for the public API)";
-    m.attr("__version__") = SIMATTR_VERSION;  // from pyproject.toml, through CMake
-    // Module-local: `_cuda` binds the same C++ enums; each module owns its own Python type.
-    py::enum_<Metric>(m, "Metric", py::module_local())
-        .value("cosine", Metric::Cosine)
-        .value("ip", Metric::IP)
-        .value("l2", Metric::L2);
+    bind_common(m, "simattr_fast CPU kernels (see simattr_fast for the public API)");
     // Test hook: a parallel_for whose iteration `bad` throws on a worker thread; the error
     // must come back as a Python exception, not terminate the process.
     m.def(

@@ -11,6 +11,7 @@
 #include "cuda/cuda_util.h"
 #include "cuda/esvm_cuda.h"
 #include "cuda/topk_cuda.h"
+#include "python/bind_common.h"
 
 namespace py = pybind11;
 using namespace simattr;
@@ -96,16 +97,7 @@ py::tuple esvm_topk_py(TopkAccumulatorCuda& acc, uintptr_t queries, DType qtype,
 }  // namespace
 
 PYBIND11_MODULE(_cuda, m) {
-    m.doc() = "simattr_fast CUDA kernels (see simattr_fast for the public API)";
-    m.attr("__version__") = SIMATTR_VERSION;  // from pyproject.toml, through CMake
-    // Module-local: `_cpu` binds the same C++ enums; each module owns its own Python type.
-    py::enum_<Metric>(m, "Metric", py::module_local())
-        .value("cosine", Metric::Cosine)
-        .value("ip", Metric::IP)
-        .value("l2", Metric::L2);
-    py::enum_<DType>(m, "DType", py::module_local())
-        .value("float32", DType::F32)
-        .value("float16", DType::F16);
+    bind_common(m, "simattr_fast CUDA kernels (see simattr_fast for the public API)");
     m.def("device_count", &cuda::device_count);
     m.def(
         "pointer_device", [](uintptr_t p) { return cuda::pointer_device(reinterpret_cast<const void*>(p)); },

@@ -13,6 +13,10 @@ class Metric(enum.IntEnum):
     ip = 1
     l2 = 2
 
+class DType(enum.IntEnum):
+    float32 = 0
+    float16 = 1
+
 def set_blas(sgemm: object, dgemm: object, dpotrf: object, dpotrs: object) -> None: ...
 def clear_blas() -> None: ...
 def has_blas() -> bool: ...
