@@ -7,7 +7,9 @@ File format (``Attribution.save``; version 1): an uncompressed NumPy ``.npz`` ho
                                       whose pool has fewer than k images
 ``scores``     float32 ``[n_test, k]`` the method's scores (NaN where unknown or padded)
 ``test_ids``   int64 ``[n_test]``     row i is about test image ``test_ids[i]``
-``test_labels`` / ``predicted_labels`` int64 ``[n_test]``, when known
+``test_labels`` / ``predicted_labels`` int64 ``[n_test]``, when known; ``opponent_indices`` /
+``opponent_scores`` ``[n_test, k]`` and ``opponent_labels`` ``[n_test]``, when opponents were
+ranked
 ``meta``       0-d string             JSON: ``format`` ("simattr-attribution"),
                                       ``version``, ``params`` (method, k, condition,
                                       ``higher_is_better``, solver settings),
@@ -36,7 +38,8 @@ from ._io import atomic_write, write_npy
 
 FORMAT = "simattr-attribution"
 VERSION = 1
-_OPTIONAL = ("test_labels", "predicted_labels")
+_OPTIONAL = ("test_labels", "predicted_labels", "opponent_labels")
+_OPPONENTS = ("opponent_indices", "opponent_scores")
 
 
 def _checksum(a: np.ndarray) -> str:
@@ -62,6 +65,11 @@ class Attribution:
     provenance : dict
         From what: the embedding metadata of both sides, versions, time.
     test_labels, predicted_labels : int arrays [n_test] or None
+    opponent_indices, opponent_scores : arrays [n_test, k] or None
+        The opponents: the top training images of each test image's competing class
+        (``opponent_labels``: the predicted class when the model is wrong, else its runner-up),
+        ranked the same way as the supporters.
+    opponent_labels : int array [n_test] or None
 
     Notes
     -----
@@ -85,6 +93,9 @@ class Attribution:
     provenance: dict = field(default_factory=dict)
     test_labels: np.ndarray | None = None
     predicted_labels: np.ndarray | None = None
+    opponent_indices: np.ndarray | None = None
+    opponent_scores: np.ndarray | None = None
+    opponent_labels: np.ndarray | None = None
 
     def __post_init__(self):
         self.indices = np.asarray(self.indices)
@@ -109,6 +120,18 @@ class Attribution:
                 if v.shape != self.test_ids.shape:
                     raise ValueError(f"{name}: expected shape {self.test_ids.shape}, got {v.shape}")
                 setattr(self, name, v)
+        given = [n for n in (*_OPPONENTS, "opponent_labels") if getattr(self, n) is not None]
+        if given and len(given) != 3:
+            raise ValueError("opponent_indices, opponent_scores, opponent_labels: expected all three or none")
+        if given:
+            self.opponent_indices = np.asarray(self.opponent_indices).astype(np.int64)
+            self.opponent_scores = np.asarray(self.opponent_scores, dtype=np.float32)
+            if self.opponent_indices.ndim != 2 or len(self.opponent_indices) != len(self.test_ids):
+                raise ValueError(f"opponent_indices: expected [n_test, k'], got {self.opponent_indices.shape}")
+            if self.opponent_scores.shape != self.opponent_indices.shape:
+                raise ValueError(
+                    f"opponent_scores: expected shape {self.opponent_indices.shape}, got {self.opponent_scores.shape}"
+                )
 
     @property
     def k(self) -> int:
@@ -135,7 +158,7 @@ class Attribution:
     def save(self, path: str) -> str:
         """Writes the versioned, checksummed ``.npz`` described in the module docstring."""
         arrays = {"indices": self.indices, "scores": self.scores, "test_ids": self.test_ids}
-        arrays.update({n: getattr(self, n) for n in _OPTIONAL if getattr(self, n) is not None})
+        arrays.update({n: getattr(self, n) for n in (*_OPTIONAL, *_OPPONENTS) if getattr(self, n) is not None})
         meta = {
             "format": FORMAT,
             "version": VERSION,

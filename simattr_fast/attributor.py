@@ -170,7 +170,9 @@ class Attributor:
         self.n_train_, self.dim_ = int(n), int(x.shape[1])
         return self
 
-    def attribute(self, test_embeddings, test_labels=None, predicted_labels=None, test_ids=None) -> Attribution:
+    def attribute(
+        self, test_embeddings, test_labels=None, predicted_labels=None, test_ids=None, opponent_labels=None
+    ) -> Attribution:
         """Ranks the training images for each test embedding.
 
         Parameters
@@ -182,6 +184,9 @@ class Attributor:
             Needed for ``condition="predicted"``; stored with the result.
         test_ids : int array [n_test] or None, default None
             Which test images the rows are (default 0..n_test-1).
+        opponent_labels : int array [n_test] or None, default None
+            Each test image's competing class (see :func:`competing_labels`): its top training
+            images are ranked too, the same way, as the *opponents* of the prediction.
 
         Returns
         -------
@@ -211,6 +216,10 @@ class Attributor:
             labels = check_label_array("test_labels", labels, nq, "test embeddings")
         if predicted_labels is not None:
             predicted_labels = check_label_array("predicted_labels", predicted_labels, nq, "test embeddings")
+        if opponent_labels is not None:
+            opponent_labels = check_label_array("opponent_labels", opponent_labels, nq, "test embeddings")
+            if self.train_labels_ is None:
+                raise ValueError("opponent_labels: opponents are ranked within a class; fit with train_labels")
         pool = {"true": labels, "predicted": predicted_labels, "none": None}[self.condition]
         if self.condition != "none" and pool is None:
             arg = "test_labels" if self.condition == "true" else "predicted_labels"
@@ -218,6 +227,10 @@ class Attributor:
         key_labels = None if pool is None else self.train_labels_
         t0 = time.perf_counter()
         scores, idx = self._run(q, pool, key_labels)
+        opponents = {}
+        if opponent_labels is not None:
+            o_scores, o_idx = self._run(q, opponent_labels, self.train_labels_)
+            opponents = dict(opponent_indices=o_idx, opponent_scores=o_scores, opponent_labels=opponent_labels)
         seconds = time.perf_counter() - t0
         import simattr_fast
 
@@ -248,6 +261,7 @@ class Attributor:
             provenance=provenance,
             test_labels=None if labels is None else np.asarray(labels),
             predicted_labels=predicted_labels,
+            **opponents,
         )
 
     def _run(self, q, pool, key_labels):
@@ -294,3 +308,28 @@ class Attributor:
         return topk(
             q, self.train_embeddings_, self.k, metric=self.method, query_labels=pool, key_labels=key_labels, **common
         )
+
+
+def competing_labels(probabilities, test_labels) -> np.ndarray:
+    """Each test image's competing class: the model's predicted class when it is wrong, else
+    its runner-up (the best class other than the true one).
+
+    Parameters
+    ----------
+    probabilities : array [n_test, n_classes]
+        The model's probabilities or logits (only their order within a row matters).
+    test_labels : int array [n_test]
+
+    Returns
+    -------
+    ndarray int64 [n_test]
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = check_label_array("test_labels", test_labels, len(p), "probabilities")
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"probabilities: expected [n_test, n_classes >= 2], got shape {p.shape}")
+    if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+        raise ValueError(f"test_labels: expected classes in [0, {p.shape[1]}), got [{y.min()}, {y.max()}]")
+    other = p.copy()
+    other[np.arange(len(y)), y] = -np.inf
+    return other.argmax(1).astype(np.int64)  # the prediction when wrong is the best wrong class

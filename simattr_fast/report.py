@@ -158,29 +158,51 @@ def render_report(
         pred = None if attribution.predicted_labels is None else int(attribution.predicted_labels[r])
         uri = png_data_uri(img)
         parts.append(f"<a href='#t{tid}'><img src='{uri}' width='40' height='40' alt='test {tid}'>{tid}</a>")
-        figs = []
-        for rank, (j, s) in enumerate(zip(attribution.indices[r, :top], attribution.scores[r, :top])):
-            if j < 0:
-                break
-            timg, ty = train_data[int(j)]
-            cls = " class='bad'" if ty != y else ""
-            figs.append(
-                f"<figure><img src='{png_data_uri(timg)}' width='{size}' height='{size}' "
-                f"alt='train {j}'><figcaption>#{rank + 1} · idx {j}<br><span{cls}>"
-                f"{e(_label(class_names, ty))}</span><br>{s:.4g}</figcaption></figure>"
+        figs = _figures(attribution.indices[r, :top], attribution.scores[r, :top], train_data, y, class_names, size)
+        opp = ""
+        if attribution.opponent_indices is not None:
+            oy = int(attribution.opponent_labels[r])
+            ofigs = _figures(
+                attribution.opponent_indices[r, :top],
+                attribution.opponent_scores[r, :top],
+                train_data,
+                oy,
+                class_names,
+                size,
+            )
+            opp = (
+                f"<h3>opponents: {e(_label(class_names, oy))}</h3>"
+                f"<div class='row opponents'>{''.join(ofigs) or 'no training images of that class'}</div>"
             )
         pred_txt = "" if pred is None else f"<br>predicted: {e(_label(class_names, pred))}"
         sections.append(
             f"<section id='t{tid}'><div class='query'><h2>test image {tid}</h2>"
             f"<img src='{uri}' width='{2 * size}' height='{2 * size}' alt='test {tid}'>"
             f"label: {e(_label(class_names, y))}{pred_txt}<br><a href='#'>index</a></div>"
-            f"<div class='row'>{''.join(figs) or 'no training images in the pool'}</div></section>"
+            f"<div><h3>supporters</h3><div class='row supporters'>{''.join(figs) or 'no training images in the pool'}"
+            f"</div>{opp}</div></section>"
         )
     parts.append("</nav>")
     parts += sections
     parts.append(f"<script>{_SCRIPT}</script></body></html>")
     write_text(out, "\n".join(parts))
     return out
+
+
+def _figures(indices, scores, train_data, y, class_names, size) -> list:
+    """Thumbnails of ranked training images; a label other than ``y`` is shown in red."""
+    figs = []
+    for rank, (j, s) in enumerate(zip(indices, scores)):
+        if j < 0:
+            break
+        timg, ty = train_data[int(j)]
+        cls = " class='bad'" if ty != y else ""
+        figs.append(
+            f"<figure><img src='{png_data_uri(timg)}' width='{size}' height='{size}' "
+            f"alt='train {j}'><figcaption>#{rank + 1} · idx {j}<br><span{cls}>"
+            f"{e(_label(class_names, ty))}</span><br>{s:.4g}</figcaption></figure>"
+        )
+    return figs
 
 
 def e(value) -> str:

@@ -29,6 +29,12 @@ def add(sub):
     p.add_argument("--C", type=float, default=0.1, help="exemplar SVM regularisation (default 0.1)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--export-topk", help="also write the reference [n_test, k] int64 .npy here")
+    p.add_argument(
+        "--opponents",
+        metavar="PROBS.npy",
+        help="the model's [n_test, n_classes] probabilities or logits: also rank each test image's opponents "
+        "(top training images of its competing class: the prediction when wrong, else the runner-up)",
+    )
     p.set_defaults(func=attribute_cmd)
 
 
@@ -42,8 +48,17 @@ def attribute_cmd(args) -> int:
         pred = np.load(require_file("--predictions", args.predictions), allow_pickle=False)
     elif args.condition == "predicted":
         raise CliError("--predictions: --condition predicted needs the predicted labels (.npy)")
+    opponents = None
+    if args.opponents:
+        from ..attributor import competing_labels
+
+        probs = np.load(require_file("--opponents", args.opponents), allow_pickle=False)
+        labels = test_y if test_y is not None else getattr(test, "labels", None)
+        if labels is None:
+            raise CliError("--opponents: the competing class needs the test labels")
+        opponents = competing_labels(probs, labels)
     att = Attributor(method=args.method, k=args.k, condition=args.condition, device=args.device, C=args.C)
-    result = att.fit(train, train_y).attribute(test, test_y, predicted_labels=pred)
+    result = att.fit(train, train_y).attribute(test, test_y, predicted_labels=pred, opponent_labels=opponents)
     result.save(args.out)
     if args.export_topk:
         result.to_topk_matrix(args.export_topk)
