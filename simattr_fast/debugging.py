@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._io import write_json, write_text
+from ._io import FileFormatError, write_json, write_text
 from ._kernels.validate import check_label_array
 
 
@@ -48,6 +49,21 @@ class Duplicates:
             },
         )
         return path
+
+    @classmethod
+    def from_json(cls, path: str) -> Duplicates:
+        """Reads a file written by :meth:`to_json`; a damaged one is a FileFormatError."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+            groups = [[int(j) for j in g] for g in d["groups"]]
+            pairs = np.array([p[:2] for p in d["train_pairs"]], np.int64).reshape(-1, 2)
+            psim = np.array([p[2] for p in d["train_pairs"]], np.float32)
+            leaks = np.array([p[:2] for p in d["leaks"]], np.int64).reshape(-1, 2)
+            lsim = np.array([p[2] for p in d["leaks"]], np.float32)
+            return cls(float(d["threshold"]), pairs, psim, leaks, lsim, groups)
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise FileFormatError(f"duplicates: {path!r} is not a simattr duplicates file ({exc})") from None
 
     def to_csv(self, path: str) -> str:
         """One row per pair: kind (train or leak), a, b, similarity; written atomically."""

@@ -8,47 +8,14 @@ training images with index, label and score; an index across the test images at 
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 
 import numpy as np
 
 from ._io import write_text
+from ._report_assets import CSP, CSS, SCRIPT
 from .attribution import Attribution
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
-h1{font-size:1.4em} h2{font-size:1.1em;margin:0 0 .4em}
-.meta{color:#555;font-size:.9em} .index{display:flex;flex-wrap:wrap;gap:6px;margin:1em 0}
-.index a{text-decoration:none;color:#222;font-size:.75em;text-align:center}
-img{image-rendering:pixelated;border:1px solid #ccc;display:block;margin:auto}
-section{border-top:1px solid #ddd;padding:1em 0;display:flex;gap:1.5em;align-items:flex-start}
-.query{min-width:140px} .row{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0;font-size:.75em;text-align:center} .bad{color:#b00}
-"""
-
-# Sets data-images / data-loaded on <body> once the page has loaded: lets a headless browser
-# (and the tests) check that every inlined image decoded.
-_SCRIPT = """
-window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  document.body.setAttribute('data-images', imgs.length);
-  document.body.setAttribute('data-loaded', imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length);
-});
-"""
-
-
-def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
-# Nothing may be fetched or run but the page's own style, its one script and data-URI images:
-# a value that escaped escaping still could not load or execute anything.
-_CSP = (
-    "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
-    f"style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_SCRIPT)}; base-uri 'none'; form-action 'none'\">"
-)
 
 
 def png_data_uri(image) -> str:
@@ -79,6 +46,11 @@ def render_report(
     class_names=None,
     title: str = "simattr attribution report",
     size: int = 72,
+    *,
+    confidence=None,
+    duplicates=None,
+    label_scores=None,
+    supports=None,
 ) -> str:
     """Writes a self-contained HTML report of an attribution.
 
@@ -98,6 +70,17 @@ def render_report(
     title : str, default "simattr attribution report"
     size : int, default 72
         Thumbnail size in pixels.
+    confidence : float array [n_test] or None, default None
+        The model's confidence in its prediction, per attribution row (shown with it).
+    duplicates : Duplicates or None, default None
+        From :func:`~simattr_fast.debugging.find_duplicates`: training images in a duplicate
+        group get a badge, test images that leak from the training set too.
+    label_scores : float array [n_train] or None, default None
+        From :func:`~simattr_fast.debugging.label_error_scores`: scores above 0.5 get a
+        "label?" badge.
+    supports : dict or None, default None
+        ``{criterion: {test_id: support}}`` (removal / mislabel, -1 censored) from a results
+        store, shown as each test image's verdict.
 
     Returns
     -------
@@ -144,21 +127,44 @@ def render_report(
     # arrays only): every value goes through e(), whatever its type.
     p = _dict(attribution.params)
     n_ranked = _dict(attribution.provenance.get("train")).get("count") or n_train  # the attributed pool
+    dup_train = {int(j) for g in duplicates.groups for j in g} if duplicates is not None else set()
+    leaks: dict = {}
+    if duplicates is not None:
+        for t, j in duplicates.leaks.tolist():
+            leaks.setdefault(int(t), []).append(int(j))
+    suspect = set() if label_scores is None else {int(j) for j in np.flatnonzero(np.asarray(label_scores) > 0.5)}
+    marks = {"dup": dup_train, "suspect": suspect}
+    p = _dict(attribution.params)
+    n_ranked = _dict(attribution.provenance.get("train")).get("count") or n_train  # the attributed pool
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'>{_CSP}<title>{e(title)}</title>",
-        f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
+        f"<!doctype html><html><head><meta charset='utf-8'>{CSP}<title>{e(title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>",
         f"<p class='meta'>method <b>{e(p.get('method'))}</b>, k={e(p.get('k'))}, pool: "
         f"{e(p.get('condition'))} label; {len(attribution)} test images ({len(rows)} shown), "
-        f"{e(n_ranked)} training images. {_provenance(attribution)}</p><nav class='index'>",
+        f"{e(n_ranked)} training images. {_provenance(attribution)}</p>",
+        _filters(attribution, rows, test_data, class_names),
+        "<nav class='index'>",
     ]
     sections = []
     for r in rows:
         tid = int(attribution.test_ids[r])
         img, y = test_data[tid]
         pred = None if attribution.predicted_labels is None else int(attribution.predicted_labels[r])
+        shown = [int(j) for j in attribution.indices[r, :top] if j >= 0]
+        if attribution.opponent_indices is not None:
+            shown += [int(j) for j in attribution.opponent_indices[r, :top] if j >= 0]
+        flags = {
+            "class": int(y),
+            "miss": int(pred is not None and pred != y),
+            "dup": int(tid in leaks or any(j in dup_train for j in shown)),
+            "suspect": int(any(j in suspect for j in shown)),
+        }
+        data = " ".join(f"data-{k}='{v}'" for k, v in flags.items())
         uri = png_data_uri(img)
-        parts.append(f"<a href='#t{tid}'><img src='{uri}' width='40' height='40' alt='test {tid}'>{tid}</a>")
-        figs = _figures(attribution.indices[r, :top], attribution.scores[r, :top], train_data, y, class_names, size)
+        parts.append(f"<a href='#t{tid}' {data}><img src='{uri}' width='40' height='40' alt='test {tid}'>{tid}</a>")
+        figs = _figures(
+            attribution.indices[r, :top], attribution.scores[r, :top], train_data, y, class_names, size, marks
+        )
         opp = ""
         if attribution.opponent_indices is not None:
             oy = int(attribution.opponent_labels[r])
@@ -169,40 +175,79 @@ def render_report(
                 oy,
                 class_names,
                 size,
+                marks,
             )
             opp = (
                 f"<h3>opponents: {e(_label(class_names, oy))}</h3>"
                 f"<div class='row opponents'>{''.join(ofigs) or 'no training images of that class'}</div>"
             )
-        pred_txt = "" if pred is None else f"<br>predicted: {e(_label(class_names, pred))}"
+        info = _query_info(attribution, r, tid, y, pred, class_names, confidence, supports, leaks.get(tid))
         sections.append(
-            f"<section id='t{tid}'><div class='query'><h2>test image {tid}</h2>"
+            f"<section id='t{tid}' {data}><div class='query'><h2>test image {tid}</h2>"
             f"<img src='{uri}' width='{2 * size}' height='{2 * size}' alt='test {tid}'>"
-            f"label: {e(_label(class_names, y))}{pred_txt}<br><a href='#'>index</a></div>"
+            f"{info}<br><a href='#'>index</a></div>"
             f"<div><h3>supporters</h3><div class='row supporters'>{''.join(figs) or 'no training images in the pool'}"
             f"</div>{opp}</div></section>"
         )
     parts.append("</nav>")
     parts += sections
-    parts.append(f"<script>{_SCRIPT}</script></body></html>")
+    parts.append(f"<script>{SCRIPT}</script></body></html>")
     write_text(out, "\n".join(parts))
     return out
 
 
-def _figures(indices, scores, train_data, y, class_names, size) -> list:
-    """Thumbnails of ranked training images; a label other than ``y`` is shown in red."""
+def _figures(indices, scores, train_data, y, class_names, size, marks=None) -> list:
+    """Thumbnails of ranked training images; a label other than ``y`` is shown in red, and
+    images in a duplicate group or suspected of a wrong label get a badge."""
+    marks = marks or {}
     figs = []
     for rank, (j, s) in enumerate(zip(indices, scores)):
         if j < 0:
             break
         timg, ty = train_data[int(j)]
         cls = " class='bad'" if ty != y else ""
+        badges = ""
+        if int(j) in marks.get("dup", ()):
+            badges += "<span class='badge b-dup'>dup</span>"
+        if int(j) in marks.get("suspect", ()):
+            badges += "<span class='badge b-suspect'>label?</span>"
         figs.append(
             f"<figure><img src='{png_data_uri(timg)}' width='{size}' height='{size}' "
-            f"alt='train {j}'><figcaption>#{rank + 1} · idx {j}<br><span{cls}>"
+            f"alt='train {j}'><figcaption>#{rank + 1} · idx {j}{badges}<br><span{cls}>"
             f"{e(_label(class_names, ty))}</span><br>{s:.4g}</figcaption></figure>"
         )
     return figs
+
+
+def _filters(attribution, rows, test_data, class_names) -> str:
+    """The filter bar: class, misclassified, has a duplicate, suspected label error."""
+    classes = sorted({int(test_data[int(attribution.test_ids[r])][1]) for r in rows})
+    opts = "".join(f"<option value='{c}'>{e(_label(class_names, c))}</option>" for c in classes)
+    boxes = "".join(
+        f"<label><input type='checkbox' id='f-{k}'> {e(text)}</label>"
+        for k, text in (("miss", "misclassified"), ("dup", "has a duplicate"), ("suspect", "suspected label error"))
+    )
+    return (
+        f"<div class='filters'><label>class <select id='f-class'><option value=''>all</option>{opts}</select>"
+        f"</label>{boxes}<span id='f-count'></span><span class='meta'>keys: j / k</span></div>"
+    )
+
+
+def _query_info(attribution, r, tid, y, pred, class_names, confidence, supports, leaked) -> str:
+    """The test image's label, prediction (and confidence), verdicts and badges."""
+    out = f"label: {e(_label(class_names, y))}"
+    if pred is not None:
+        conf = "" if confidence is None else f" ({float(confidence[r]):.2f})"
+        miss = " <span class='badge b-miss'>wrong</span>" if pred != y else ""
+        out += f"<br>predicted: {e(_label(class_names, pred))}{e(conf)}{miss}"
+    for criterion, per in sorted((supports or {}).items()):
+        sup = per.get(tid)
+        if sup is not None:
+            k = _dict(attribution.params).get("k")
+            out += f"<br>{e(criterion)} support: {e('>' + str(k) if sup < 0 else sup)}"
+    if leaked:
+        out += f"<br><span class='badge b-leak'>leak</span> copy of training {e(', '.join(map(str, leaked[:3])))}"
+    return out
 
 
 def e(value) -> str:

@@ -18,6 +18,13 @@ def add(sub):
     p.add_argument("--data-root", help="folder holding the dataset files (mnist/cifar by name)")
     p.add_argument("--n-test", type=int, default=50, help="test images shown (default 50)")
     p.add_argument("--top", type=int, default=10, help="training images per test image (default 10)")
+    p.add_argument(
+        "--probabilities",
+        help=".npy [n_test, n_classes]: the model's probabilities, one row per attribution row (prediction, confidence)",
+    )
+    p.add_argument("--duplicates", help="duplicates.json from simattr duplicates (badges)")
+    p.add_argument("--label-errors", help="CSV from simattr label-errors (badges for scores above 0.5)")
+    p.add_argument("--store", help="results store of simattr evaluate (removal / mislabel verdicts)")
     p.set_defaults(func=report_cmd)
 
 
@@ -62,6 +69,49 @@ def report_cmd(args) -> int:
     train = _reopen(attr, "train", args.train_data, args.train_split, args.data_root)
     test = _reopen(attr, "test", args.test_data, args.test_split, args.data_root)
     names = (train.describe() if hasattr(train, "describe") else {}).get("class_names")
-    render_report(attr, train, test, args.out, rows=range(min(args.n_test, len(attr))), top=args.top, class_names=names)
+    extras = _extras(args, attr, len(train))
+    render_report(
+        attr, train, test, args.out, rows=range(min(args.n_test, len(attr))), top=args.top, class_names=names, **extras
+    )
     print(f"simattr report: {min(args.n_test, len(attr))} test images -> {os.path.abspath(args.out)}")
     return 0
+
+
+def _extras(args, attr, n_train: int) -> dict:
+    """Prediction confidence, duplicate and label-error badges, and support verdicts."""
+    import csv
+
+    import numpy as np
+
+    from .common import require_file
+
+    out = {}
+    if args.probabilities:
+        probs = np.load(require_file("--probabilities", args.probabilities), allow_pickle=False)
+        if probs.ndim != 2 or len(probs) != len(attr):
+            raise CliError(f"--probabilities: expected one row per attribution row ({len(attr)}), got {probs.shape}")
+        if attr.predicted_labels is None:
+            attr.predicted_labels = probs.argmax(1).astype(np.int64)
+        out["confidence"] = probs[np.arange(len(attr)), attr.predicted_labels]
+    if args.duplicates:
+        from ..debugging import Duplicates
+
+        out["duplicates"] = Duplicates.from_json(require_file("--duplicates", args.duplicates))
+    if args.label_errors:
+        scores = np.zeros(n_train)
+        with open(require_file("--label-errors", args.label_errors), encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                try:
+                    j, sc = int(row["index"]), float(row["score"])
+                except (KeyError, TypeError, ValueError):
+                    raise CliError(f"--label-errors: {args.label_errors!r} is not a simattr label-errors CSV") from None
+                if 0 <= j < n_train:
+                    scores[j] = sc
+        out["label_scores"] = scores
+    if args.store:
+        from ..evaluation import ResultsStore
+
+        method = str(attr.params.get("method"))
+        with ResultsStore(require_file("--store", args.store), readonly=True) as st:
+            out["supports"] = {c: st.supports(c).get(method, {}) for c in ("removal", "mislabel")}
+    return out
