@@ -31,7 +31,7 @@ window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   document.body.setAttribute('data-images', imgs.length);
   document.body.setAttribute('data-loaded', imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length);
-  var secs = Array.prototype.slice.call(document.querySelectorAll('section'));
+  var secs = Array.prototype.slice.call(document.querySelectorAll('section[data-class]'));
   var links = Array.prototype.slice.call(document.querySelectorAll('nav.index a'));
   var cls = document.getElementById('f-class');
   var flags = ['miss', 'dup', 'suspect'];

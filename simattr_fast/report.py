@@ -191,6 +191,8 @@ def render_report(
         )
     parts.append("</nav>")
     parts += sections
+    if duplicates is not None:
+        parts.append(_duplicates_section(duplicates, train_data, test_data, size))
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     write_text(out, "\n".join(parts))
     return out
@@ -217,6 +219,32 @@ def _figures(indices, scores, train_data, y, class_names, size, marks=None) -> l
             f"{e(_label(class_names, ty))}</span><br>{s:.4g}</figcaption></figure>"
         )
     return figs
+
+
+def _duplicates_section(dup, train_data, test_data, size, most: int = 20) -> str:
+    """Thumbnails of the largest duplicate groups and of the leaks (test image beside its
+    training copy), at most ``most`` of each."""
+
+    def thumb(data, j, what):
+        img, lab = data[int(j)]
+        return (
+            f"<figure><img src='{png_data_uri(img)}' width='{size}' height='{size}' alt='{what} {j}'>"
+            f"<figcaption>{what} {int(j)}<br>label {int(lab)}</figcaption></figure>"
+        )
+
+    groups = "".join(
+        f"<div class='row dup-group'>{''.join(thumb(train_data, j, 'train') for j in g[:8])}</div>"
+        for g in dup.groups[:most]
+    )
+    leaks = "".join(
+        f"<div class='row dup-leak'>{thumb(test_data, t, 'test')}{thumb(train_data, j, 'train')}</div>"
+        for t, j in dup.leaks.tolist()[:most]
+    )
+    return (
+        f"<section id='duplicates' class='dups'><div><h2>duplicates (cosine >= {dup.threshold:.4f})</h2>"
+        f"<h3>{len(dup.groups)} groups in the training set</h3>{groups or 'none'}"
+        f"<h3>{len(dup.leaks)} test images that copy a training image</h3>{leaks or 'none'}</div></section>"
+    )
 
 
 def _filters(attribution, rows, test_data, class_names) -> str:

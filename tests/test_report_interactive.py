@@ -84,7 +84,7 @@ def test_filters_links_keys_and_no_requests(page):
         assert body.get_attribute("data-visible") == "8"
         drv.find_element(By.ID, "f-miss").click()
         assert body.get_attribute("data-visible") == str(expect["miss"])
-        visible = [s for s in drv.find_elements(By.TAG_NAME, "section") if s.is_displayed()]
+        visible = [s for s in drv.find_elements(By.CSS_SELECTOR, "section[data-class]") if s.is_displayed()]
         assert sorted(s.get_attribute("id") for s in visible) == ["t1", "t5"]
         drv.find_element(By.ID, "f-miss").click()
         Select(drv.find_element(By.ID, "f-class")).select_by_value("0")
@@ -182,3 +182,4 @@ def test_cli_report_with_predictions_duplicates_label_errors_and_store(tmp_path)
     )
     page = Path(out).read_text()
     assert "predicted:" in page and "removal support: 2" in page and "b-dup" in page
+    assert "class='row dup-group'" in page  # the duplicates section with its thumbnails
