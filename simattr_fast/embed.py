@@ -89,15 +89,16 @@ def load_embeddings(path: str, mmap: bool = True) -> Embeddings:
 
 
 def resolve_torch_device(device: str):
-    """The torch device for "auto" | "cpu" | "cuda"; "cuda" without one is an error."""
+    """The torch device that runs a model for a ``device`` argument (checked as the kernels
+    check theirs); "cuda" without one is an error."""
     import torch
 
-    if device == "auto":
+    from ._kernels.backend import check_device
+
+    if check_device(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was requested but torch sees no CUDA device")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
     return torch.device(device)
 
 

@@ -69,9 +69,16 @@ def cuda():
     return mod
 
 
-def resolve_device(device, any_input_on_gpu: bool) -> str:
+def check_device(device) -> str:
+    """The one check of a ``device`` argument, for the kernels and for the models alike."""
     if device not in DEVICES:
         raise ValueError(f"device: expected one of {DEVICES}, got {device!r}")
+    return device
+
+
+def resolve_device(device, any_input_on_gpu: bool) -> str:
+    """The kernel backend ("cpu" or "cuda") for a ``device`` argument and the inputs' place."""
+    check_device(device)
     if device == "auto":
         return "cuda" if (any_input_on_gpu or cuda_available()) else "cpu"
     if device == "cuda":
