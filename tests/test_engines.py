@@ -90,42 +90,28 @@ def _run_with_deadline(fn, seconds=60):
     return box.get("value")
 
 
+def _failing_run(tmp_path, factory, **engine):
+    """A short search run that must end in an EngineError (within the deadline)."""
+    jobs = _jobs(ThresholdTrainer())
+    _run_with_deadline(
+        lambda: run_searches(
+            factory, str(tmp_path / "r.sqlite"), jobs, k=20, n_models=3, budget=3, progress=False, **engine
+        )
+    )
+
+
 @pytest.mark.parametrize("n_workers", [1, 2])
 def test_factory_that_raises_is_one_clear_error(tmp_path, n_workers):
-    tr = ThresholdTrainer()
     t0 = time.time()
     with pytest.raises(EngineError, match="factory failed.*dataset file missing"):
-        _run_with_deadline(
-            lambda: run_searches(
-                FailingFactory(),
-                str(tmp_path / "r.sqlite"),
-                _jobs(tr),
-                k=20,
-                n_models=3,
-                budget=3,
-                n_workers=n_workers,
-                progress=False,
-            )
-        )
+        _failing_run(tmp_path, FailingFactory(), n_workers=n_workers)
     assert time.time() - t0 < 60
 
 
 @pytest.mark.parametrize("n_workers", [1, 2])
 def test_unit_that_raises_is_one_clear_error(tmp_path, n_workers):
-    tr = ThresholdTrainer()
     with pytest.raises(EngineError, match="ValueError: out of labels"):
-        _run_with_deadline(
-            lambda: run_searches(
-                FailingUnitTrainer,
-                str(tmp_path / "r.sqlite"),
-                _jobs(tr),
-                k=20,
-                n_models=3,
-                budget=3,
-                n_workers=n_workers,
-                progress=False,
-            )
-        )
+        _failing_run(tmp_path, FailingUnitTrainer, n_workers=n_workers)
 
 
 def _kill_one_worker_when(log, pids_seen, min_lines):
@@ -226,21 +212,8 @@ def test_ray_and_local_engines_fill_identical_stores(tmp_path, ray_cluster):
 
 
 def test_ray_factory_that_raises_is_one_clear_error(tmp_path, ray_cluster):
-    tr = ThresholdTrainer()
     with pytest.raises(EngineError, match="factory failed on a Ray worker.*dataset file missing"):
-        _run_with_deadline(
-            lambda: run_searches(
-                FailingFactory(),
-                str(tmp_path / "r.sqlite"),
-                _jobs(tr),
-                k=20,
-                n_models=3,
-                budget=3,
-                engine="ray",
-                n_workers=2,
-                progress=False,
-            )
-        )
+        _failing_run(tmp_path, FailingFactory(), engine="ray", n_workers=2)
 
 
 def test_ray_worker_killed_mid_run(tmp_path, ray_cluster):

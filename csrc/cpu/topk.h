@@ -10,7 +10,6 @@
 
 #include "common/packed_key.h"
 #include "common/views.h"
-#include "cpu/blas.h"
 
 namespace simattr {
 
@@ -23,9 +22,6 @@ public:
     TopkAccumulator(int64_t nq, int64_t k);
 
     int64_t rows() const { return nq_; }
-    // The row's admission threshold: a candidate scoring below it can no longer enter the
-    // top k (-inf until the row has held 2k candidates).
-    float threshold(int64_t row) const { return worst_score_[row]; }
     int64_t k() const { return k_; }
 
     // Offers scores[r, c] (row-major, row stride ld) for accumulator rows row0 .. row0+nrows

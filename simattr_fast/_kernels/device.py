@@ -8,7 +8,7 @@ import contextlib
 import numpy as np
 
 from .arrays import Matrix, release_pages
-from .stream import MAX_ROW_NORM, check_finite, check_magnitude
+from .stream import check_finite, check_magnitude, check_sq_norms
 
 
 def _as_torch(obj):
@@ -45,12 +45,7 @@ def check_cuda_inputs(Q: Matrix, K: Matrix, metric: str) -> None:
         if M.on_device:
             check_finite_device(M)
             if metric != "cosine":
-                big = np.flatnonzero(sq_norms(M) > MAX_ROW_NORM**2)
-                if big.size:
-                    raise ValueError(
-                        f"{M.name}: row {int(big[0])} has a norm beyond the {MAX_ROW_NORM:.3g} that float32 "
-                        "scores can hold; rescale the embeddings or use metric='cosine'"
-                    )
+                check_sq_norms(M.name, sq_norms(M))
 
 
 def check_finite_device(M: Matrix) -> None:

@@ -12,15 +12,13 @@ _DEVICE_BYTES = 8 << 30  # per-class solver state on the device
 
 
 def esvm_topk_cuda(Q, K, k, ql, kl, params):
-    from .esvm import class_keys
-
     cu = backend.cuda()
     with inputs_device(cu, Q, K):
-        return _esvm_topk_cuda(cu, Q, K, k, ql, kl, params, class_keys)
+        return _esvm_topk_cuda(cu, Q, K, k, ql, kl, params)
 
 
-def _esvm_topk_cuda(cu, Q, K, k, ql, kl, params, class_keys):
-    from .esvm import solver_args
+def _esvm_topk_cuda(cu, Q, K, k, ql, kl, params):
+    from .esvm import class_keys, solver_args  # esvm imports this module lazily
 
     check_cuda_inputs(Q, K, "ip")
     q, kk = Uploaded(cu, Q), Uploaded(cu, K)

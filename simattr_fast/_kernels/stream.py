@@ -33,7 +33,11 @@ MAX_ROW_NORM = float(np.sqrt(np.finfo(np.float32).max / 4))
 def check_magnitude(name: str, x: np.ndarray, row_offset: int, row_ids=None) -> None:
     """Refuses rows whose norm would overflow float32 scores (computed in float64), naming
     the first such row. Cosine needs no check: its rows are normalised in float64."""
-    sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    check_sq_norms(name, np.einsum("ij,ij->i", x, x, dtype=np.float64), row_offset, row_ids)
+
+
+def check_sq_norms(name: str, sq: np.ndarray, row_offset: int = 0, row_ids=None) -> None:
+    """check_magnitude on squared row norms already computed (float64)."""
     big = np.flatnonzero(sq > MAX_ROW_NORM**2)
     if big.size:
         row = int(row_ids[big[0]]) if row_ids is not None else row_offset + int(big[0])

@@ -29,6 +29,11 @@ def subset_masks(n_train: int, n_subsets: int, alpha: float, seed: int = 0) -> n
     return masks
 
 
+def subset_seed(s: int, seed: int = 0) -> int:
+    """The seed of subset s's model (shared by every engine, so a store can be resumed by any)."""
+    return model_seed(-2, "subsets", "lds", s, seed)
+
+
 def subset_margins(
     trainer, store, test_ids, n_subsets: int = 50, alpha: float = 0.5, seed: int = 0, progress=None
 ) -> np.ndarray:
@@ -38,7 +43,7 @@ def subset_margins(
     masks = subset_masks(len(trainer.y_train), n_subsets, alpha, seed)
     out = np.full((n_subsets, len(test_ids)), np.nan)
     for s in progress_bar(range(n_subsets), desc="lds subsets", unit="subset", progress=progress):
-        mseed = model_seed(-2, "subsets", "lds", s, seed)
+        mseed = subset_seed(s, seed)
         have = [store.get(int(t), "subsets", "lds", s).get(mseed) for t in test_ids]
         if any(v is None for v in have):
             _, mg, _ = train_and_record(

@@ -102,7 +102,8 @@ def evaluate(
     >>> evaluate({"esvm": a}, {"kind": "small_cnn", "dataset": "digits"}, "r.sqlite",
     ...          "removal", [0, 1], "out", k=50, n_models=3, budget=3)   # doctest: +SKIP
     """
-    test_ids = _check_inputs(attributions, trainer_spec, criterion, test_ids, k)
+    y_train, y_test = spec_labels(trainer_spec)  # labels only: the images load on the workers
+    test_ids = _check_inputs(attributions, len(y_train), criterion, test_ids, k)
     os.makedirs(out_dir, exist_ok=True)
     factory = functools.partial(trainer_from_spec, trainer_spec)
     settings = {"trainer": trainer_spec, "k": k, "n_models": n_models, "budget": budget}
@@ -117,11 +118,9 @@ def evaluate(
         elif gpus_per_model:
             raise ValueError("gpus_per_model: fractional GPUs need engine='ray'")
         if criterion == "lds":
-            summary = _evaluate_lds(attributions, factory, trainer_spec, st, test_ids, n_subsets, alpha, progress, run)
+            summary = _evaluate_lds(attributions, factory, len(y_train), st, test_ids, n_subsets, alpha, progress, run)
         else:
-            flip = (
-                _flip_classes(factory, trainer_spec, st, test_ids, n_models, run) if criterion == "mislabel" else None
-            )
+            flip = _flip_classes(factory, y_test, st, test_ids, n_models, run) if criterion == "mislabel" else None
             jobs = [(name, t, a.ranking(t)) for name, a in attributions.items() for t in test_ids]
             res = run_searches(
                 factory,
@@ -148,7 +147,12 @@ def evaluate(
     return summary
 
 
-def _check_inputs(attributions, trainer_spec, criterion, test_ids, k) -> list[int]:
+def _rows(attribution, test_ids) -> list[int]:
+    """The attribution's rows of ``test_ids``."""
+    return [int(np.flatnonzero(attribution.test_ids == t)[0]) for t in test_ids]
+
+
+def _check_inputs(attributions, n_train, criterion, test_ids, k) -> list[int]:
     """Everything that can be refused before the first model is trained."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion: expected one of {CRITERIA}, got {criterion!r}")
@@ -159,33 +163,29 @@ def _check_inputs(attributions, trainer_spec, criterion, test_ids, k) -> list[in
         missing = sorted(set(test_ids) - set(a.test_ids.tolist()))
         if missing:
             raise ValueError(f"test_ids: attribution {name!r} has no ranking for test images {missing[:5]}")
-    n_train = len(spec_labels(trainer_spec)[0])
     for name, a in attributions.items():
-        rows = [int(np.flatnonzero(a.test_ids == t)[0]) for t in test_ids]
+        rows = _rows(a, test_ids)
         top = a.indices[rows] if criterion == "lds" else a.indices[rows, :k]
         check_ranking_range(top, n_train, f"attribution {name!r}")
     return test_ids
 
 
-def _flip_classes(factory, trainer_spec, st, test_ids, n_models, run) -> dict:
+def _flip_classes(factory, y_test, st, test_ids, n_models, run) -> dict:
     """The flip class of every test image, from the store's cache or a full-data ensemble."""
     flip = {int(t): c for t, c in json.loads(st.info("flipclasses") or "{}").items()}
     if not set(test_ids) <= set(flip):
-        y_test = spec_labels(trainer_spec)[1]
         missing = [t for t in test_ids if t not in flip]
         flip.update(flip_classes_on(factory, st.path, missing, y_test, n_models, **run))
         st.replace_info("flipclasses", json.dumps(flip))
     return flip
 
 
-def _evaluate_lds(attributions, factory, trainer_spec, st, test_ids, n_subsets, alpha, progress, run) -> dict:
-    n_train = len(spec_labels(trainer_spec)[0])
+def _evaluate_lds(attributions, factory, n_train, st, test_ids, n_subsets, alpha, progress, run) -> dict:
     masks = subset_masks(n_train, n_subsets, alpha)
     mg = subset_margins_on(factory, st.path, n_train, test_ids, n_subsets, alpha, progress=progress, **run)
     per = {}
     for name, a in attributions.items():
-        rows = [int(np.flatnonzero(a.test_ids == t)[0]) for t in test_ids]
-        per[name] = lds(a, masks, mg, rows)
+        per[name] = lds(a, masks, mg, _rows(a, test_ids))
     return {"criterion": "lds", "alpha": alpha, "n_subsets": n_subsets, "test_ids": test_ids, "methods": per}
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .engines import default_workers, make_engine
-from .lds import subset_masks
+from .lds import subset_masks, subset_seed
 from .scheduler import SupportSearch, run_schedule
 from .store import ResultsStore
-from .support import model_seed
+from .support import ensemble_seeds, flip_classes_from_logits
 from .units import TrainingUnit
 
 __all__ = ["default_workers", "run_searches", "flip_classes_on", "subset_margins_on"]
@@ -98,20 +98,14 @@ def flip_classes_on(
     """The flip class of each test image (see :func:`~simattr_fast.evaluation.flip_classes`),
     the ensemble's models trained as one unit per model on the engine."""
     test_ids = [int(t) for t in test_ids]
-    seeds = [model_seed(-1, "full", "flipclass", 0, j) for j in range(n_models)]
     units = [
         TrainingUnit(tag=("full", "flipclass", 0), seeds=(s,), test_ids=tuple(test_ids), want_logits=True)
-        for s in seeds
+        for s in ensemble_seeds(n_models)
     ]
     with ResultsStore(store_path) as store:
         eng = make_engine(engine, factory, n_workers, **engine_options)
         results = run_schedule(eng, store, [], units, desc="flip-class ensemble")
-    lg = np.concatenate([r.logits for r in results])  # [M, n, C]
-    p = np.exp(lg - lg.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    mean = p.mean(0)
-    mean[np.arange(len(test_ids)), np.asarray(y_test)[test_ids]] = -np.inf
-    return {t: int(c) for t, c in zip(test_ids, mean.argmax(1))}
+    return flip_classes_from_logits(np.concatenate([r.logits for r in results]), y_test, test_ids)
 
 
 def subset_margins_on(
@@ -134,7 +128,7 @@ def subset_margins_on(
     with ResultsStore(store_path) as store:
         units = []
         for s in range(n_subsets):
-            mseed = model_seed(-2, "subsets", "lds", s, seed)
+            mseed = subset_seed(s, seed)
             if any(store.get(t, "subsets", "lds", s).get(mseed) is None for t in test_ids):
                 units.append(
                     TrainingUnit(
@@ -149,6 +143,6 @@ def subset_margins_on(
             run_schedule(eng, store, [], units, progress=progress, desc="lds subsets")
         out = np.full((n_subsets, len(test_ids)), np.nan)
         for s in range(n_subsets):
-            mseed = model_seed(-2, "subsets", "lds", s, seed)
+            mseed = subset_seed(s, seed)
             out[s] = [store.get(t, "subsets", "lds", s)[mseed][1] for t in test_ids]
     return out

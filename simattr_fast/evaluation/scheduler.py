@@ -50,17 +50,21 @@ class SupportSearch:
     def seeds(self, m: int) -> list[int]:
         return [model_seed(self.test_id, self.method, self.criterion, m, j) for j in range(self.n_models)]
 
-    def decision(self, m: int):
-        """True (flipped) / False (not flipped) once certain, else None."""
+    def _missing(self, m: int) -> tuple[int, int]:
+        """(more right answers that decide "not flipped", more wrong ones that decide
+        "flipped") for step m: right > M/2 keeps the prediction, right <= M/2 flips it."""
         known = self.known.get(m, {})
         right = sum(known.values())
         wrong = len(known) - right
-        need_right = self.n_models // 2 + 1  # right > M/2: not flipped
-        need_wrong = self.n_models - self.n_models // 2  # right <= M/2: flipped
-        if len(known) == self.n_models or self.early:
-            if wrong >= need_wrong:
+        return self.n_models // 2 + 1 - right, self.n_models - self.n_models // 2 - wrong
+
+    def decision(self, m: int):
+        """True (flipped) / False (not flipped) once certain, else None."""
+        to_keep, to_flip = self._missing(m)
+        if len(self.known.get(m, {})) == self.n_models or self.early:
+            if to_flip <= 0:
                 return True
-            if right >= need_right:
+            if to_keep <= 0:
                 return False
         return None
 
@@ -82,11 +86,8 @@ class SupportSearch:
         if not self.early:
             want = todo
         else:
-            right = sum(known.values())
-            wrong = len(known) - right
             # The fewest more models that could decide the step, less those already training.
-            n = min(self.n_models // 2 + 1 - right, self.n_models - self.n_models // 2 - wrong) - len(flying)
-            want = todo[: max(n, 0)]
+            want = todo[: max(min(self._missing(self.m)) - len(flying), 0)]
         if not want:
             return None
         flying.update(want)

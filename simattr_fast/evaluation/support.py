@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .trainers import margins
+from .units import outcomes
 
 CENSORED = -1
 
@@ -37,15 +37,8 @@ def train_and_record(trainer, store, train_set, labels, seeds, test_ids, method,
     t0 = time.perf_counter()
     lg = trainer.logits(trainer.train(train_set, labels, seeds), test_ids)
     wall = (time.perf_counter() - t0) / len(seeds)
-    y = trainer.y_test[test_ids]
-    mg, correct = margins(lg, y), lg.argmax(-1) == y
-    store.add_many(
-        [
-            (t, method, criterion, m, s, correct[j, i], mg[j, i], wall)
-            for j, s in enumerate(seeds)
-            for i, t in enumerate(test_ids)
-        ]
-    )
+    mg, correct, rows = outcomes(trainer, lg, seeds, test_ids, wall)
+    store.add_many([(t, method, criterion, m, s, c, g, w) for t, s, c, g, w in rows])
     return lg, mg, correct
 
 
@@ -132,15 +125,35 @@ def flip_classes(trainer, store, test_ids, n_models: int = 5) -> dict:
     """The flip class of each test image: the highest-ranked wrong class in the averaged
     softmax of ``n_models`` models trained on the full data (stored as criterion ``flipclass``)."""
     test_ids = [int(t) for t in test_ids]
-    seeds = [model_seed(-1, "full", "flipclass", 0, j) for j in range(n_models)]
     lg, _, _ = train_and_record(
-        trainer, store, np.arange(len(trainer.y_train)), trainer.y_train, seeds, test_ids, "full", "flipclass", 0
-    )  # lg: [M, n, C]
+        trainer,
+        store,
+        np.arange(len(trainer.y_train)),
+        trainer.y_train,
+        ensemble_seeds(n_models),
+        test_ids,
+        "full",
+        "flipclass",
+        0,
+    )
+    return flip_classes_from_logits(lg, trainer.y_test, test_ids)
+
+
+def ensemble_seeds(n_models: int) -> list[int]:
+    """The seeds of the full-data ensemble that picks the flip classes."""
+    return [model_seed(-1, "full", "flipclass", 0, j) for j in range(n_models)]
+
+
+def flip_classes_from_logits(logits, y_test, test_ids) -> dict:
+    """``{test_id: flip class}`` from the ensemble's logits ``[M, n, C]``: the competing class
+    of the averaged softmax (the highest-ranked wrong class)."""
+    from ..attributor import competing_labels
+
+    lg = np.asarray(logits, dtype=np.float64)
     p = np.exp(lg - lg.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
-    mean = p.mean(0)
-    mean[np.arange(len(test_ids)), trainer.y_test[test_ids]] = -np.inf
-    return {t: int(c) for t, c in zip(test_ids, mean.argmax(1))}
+    comp = competing_labels(p.mean(0), np.asarray(y_test)[test_ids])
+    return {t: int(c) for t, c in zip(test_ids, comp)}
 
 
 def random_attribution(train_labels, test_labels, test_ids, k: int, seed: int = 0):

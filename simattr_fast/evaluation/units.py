@@ -41,6 +41,19 @@ class UnitResult:
     logits: np.ndarray | None = None
 
 
+def outcomes(trainer, logits, seeds, test_ids, wall: float):
+    """Margins and correctness ``[M, n]`` of models' logits ``[M, n, C]`` on ``test_ids``, and
+    one row ``(test_id, seed, correct, margin, wall_s)`` per (model, test image)."""
+    y = trainer.y_test[test_ids]
+    mg, correct = margins(logits, y), np.asarray(logits).argmax(-1) == y
+    rows = [
+        (t, int(s), bool(correct[j, i]), float(mg[j, i]), wall)
+        for j, s in enumerate(seeds)
+        for i, t in enumerate(test_ids)
+    ]
+    return mg, correct, rows
+
+
 def run_unit(trainer, unit: TrainingUnit) -> UnitResult:
     """Trains and evaluates one unit (on the worker)."""
     n = len(trainer.y_train)
@@ -55,13 +68,7 @@ def run_unit(trainer, unit: TrainingUnit) -> UnitResult:
     t0 = time.perf_counter()
     lg = trainer.logits(trainer.train(ids, labels, list(unit.seeds)), test_ids)
     wall = (time.perf_counter() - t0) / len(unit.seeds)
-    y = trainer.y_test[test_ids]
-    mg, correct = margins(lg, y), np.asarray(lg).argmax(-1) == y
-    rows = [
-        (t, int(s), bool(correct[j, i]), float(mg[j, i]), wall)
-        for j, s in enumerate(unit.seeds)
-        for i, t in enumerate(test_ids)
-    ]
+    _, _, rows = outcomes(trainer, lg, unit.seeds, test_ids, wall)
     return UnitResult(rows, np.asarray(lg) if unit.want_logits else None)
 
 
