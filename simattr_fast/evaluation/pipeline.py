@@ -38,6 +38,7 @@ def evaluate(
     n_workers=None,
     n_subsets: int = 50,
     alpha: float = 0.5,
+    models_per_subset: int = 1,
     progress=None,
     engine: str = "local",
     ray_address: str | None = None,
@@ -71,6 +72,9 @@ def evaluate(
         Engine slots: worker processes or Ray actors (None: one per core or cluster CPU).
     n_subsets, alpha : int, float, default 50, 0.5
         LDS subsets and the fraction of the training set each holds.
+    models_per_subset : int, default 1
+        LDS models trained per subset; their margins are averaged (3 or more for a ground truth
+        that is not mostly seed noise).
     progress : bool or None, default None
     engine : {"local", "ray"}, default "local"
         Where the models train: this machine (in process, or a process pool), or a Ray
@@ -107,7 +111,7 @@ def evaluate(
     os.makedirs(out_dir, exist_ok=True)
     factory = functools.partial(trainer_from_spec, trainer_spec)
     settings = {"trainer": trainer_spec, "k": k, "n_models": n_models, "budget": budget}
-    settings.update(n_subsets=n_subsets, alpha=alpha)
+    settings.update(n_subsets=n_subsets, alpha=alpha, models_per_subset=models_per_subset)
     with ResultsStore(store_path) as st:
         st.set_info(f"settings/{criterion}", json.dumps(settings, sort_keys=True))
         for name, a in attributions.items():
@@ -118,7 +122,8 @@ def evaluate(
         elif gpus_per_model:
             raise ValueError("gpus_per_model: fractional GPUs need engine='ray'")
         if criterion == "lds":
-            summary = _evaluate_lds(attributions, factory, len(y_train), st, test_ids, n_subsets, alpha, progress, run)
+            lds_args = (n_subsets, alpha, models_per_subset)
+            summary = _evaluate_lds(attributions, factory, len(y_train), st, test_ids, lds_args, progress, run)
         else:
             flip = _flip_classes(factory, y_test, st, test_ids, n_models, run) if criterion == "mislabel" else None
             jobs = [(name, t, a.ranking(t)) for name, a in attributions.items() for t in test_ids]
@@ -180,13 +185,23 @@ def _flip_classes(factory, y_test, st, test_ids, n_models, run) -> dict:
     return flip
 
 
-def _evaluate_lds(attributions, factory, n_train, st, test_ids, n_subsets, alpha, progress, run) -> dict:
+def _evaluate_lds(attributions, factory, n_train, st, test_ids, lds_args, progress, run) -> dict:
+    n_subsets, alpha, per_subset = lds_args
     masks = subset_masks(n_train, n_subsets, alpha)
-    mg = subset_margins_on(factory, st.path, n_train, test_ids, n_subsets, alpha, progress=progress, **run)
+    mg = subset_margins_on(
+        factory, st.path, n_train, test_ids, n_subsets, alpha, progress=progress, models_per_subset=per_subset, **run
+    )
     per = {}
     for name, a in attributions.items():
         per[name] = lds(a, masks, mg, _rows(a, test_ids))
-    return {"criterion": "lds", "alpha": alpha, "n_subsets": n_subsets, "test_ids": test_ids, "methods": per}
+    return {
+        "criterion": "lds",
+        "alpha": alpha,
+        "n_subsets": n_subsets,
+        "models_per_subset": per_subset,
+        "test_ids": test_ids,
+        "methods": per,
+    }
 
 
 def _support_summary(per, criterion, k, n_models, budget, test_ids) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .engines import default_workers, make_engine
-from .lds import subset_masks, subset_seed
+from .lds import missing_seeds, stored_subset_margins, subset_masks, subset_seeds
 from .scheduler import SupportSearch, run_schedule
 from .store import ResultsStore
 from .support import ensemble_seeds, flip_classes_from_logits
@@ -119,21 +119,22 @@ def subset_margins_on(
     engine: str = "local",
     n_workers=None,
     progress=None,
+    models_per_subset: int = 1,
     **engine_options,
 ) -> np.ndarray:
     """LDS margins ``[n_subsets, len(test_ids)]`` (see :func:`~simattr_fast.evaluation.subset_margins`),
-    one unit per subset model still missing from the store."""
+    one unit per subset holding the subset's models still missing from the store."""
     test_ids = [int(t) for t in test_ids]
     masks = subset_masks(n_train, n_subsets, alpha, seed)
     with ResultsStore(store_path) as store:
         units = []
         for s in range(n_subsets):
-            mseed = subset_seed(s, seed)
-            if any(store.get(t, "subsets", "lds", s).get(mseed) is None for t in test_ids):
+            todo = missing_seeds(store, test_ids, s, subset_seeds(s, models_per_subset, seed))
+            if todo:
                 units.append(
                     TrainingUnit(
                         tag=("subsets", "lds", s),
-                        seeds=(mseed,),
+                        seeds=tuple(todo),
                         test_ids=tuple(test_ids),
                         train_ids=np.flatnonzero(masks[s]),
                     )
@@ -141,8 +142,4 @@ def subset_margins_on(
         if units:
             eng = make_engine(engine, factory, n_workers, **engine_options)
             run_schedule(eng, store, [], units, progress=progress, desc="lds subsets")
-        out = np.full((n_subsets, len(test_ids)), np.nan)
-        for s in range(n_subsets):
-            mseed = subset_seed(s, seed)
-            out[s] = [store.get(t, "subsets", "lds", s)[mseed][1] for t in test_ids]
-    return out
+        return stored_subset_margins(store, test_ids, n_subsets, models_per_subset, seed)

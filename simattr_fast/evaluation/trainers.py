@@ -56,17 +56,20 @@ class _Vectorised:
     """Trains ``len(seeds)`` copies of ``make()`` at once: stacked parameters, vmap'd forward,
     one Adam over the stack (elementwise, so each copy trains exactly as it would alone)."""
 
-    def __init__(self, x_train, y_train, x_test, y_test, epochs, batch_size, lr, device="cpu"):
+    def __init__(self, x_train, y_train, x_test, y_test, epochs, batch_size, lr, device="cpu", weight_decay=0.0):
         self.x_train, self.x_test = torch.as_tensor(x_train), torch.as_tensor(x_test)
         self.y_train, self.y_test = np.asarray(y_train, np.int64), np.asarray(y_test, np.int64)
         self.n_classes = int(max(self.y_train.max(), self.y_test.max())) + 1
         self.epochs, self.batch_size, self.lr, self.device = epochs, batch_size, lr, torch.device(device)
+        self.weight_decay = weight_decay
 
     def make(self) -> nn.Module:
         raise NotImplementedError
 
     @torch.enable_grad()
-    def train(self, indices, labels, seeds):
+    def train(self, indices, labels, seeds, on_epoch=None):
+        """Trains one model per seed on ``indices``; ``on_epoch(epoch, handle, lr)`` is called
+        after every epoch with the handle as it stands (TracIn reads its checkpoints there)."""
         indices, labels = np.asarray(indices, np.int64), torch.as_tensor(np.asarray(labels, np.int64))
         models = []
         for s in seeds:
@@ -75,7 +78,8 @@ class _Vectorised:
         params, buffers = stack_module_state(models)
         base = copy.deepcopy(models[0]).to("meta")
         fwd = vmap(lambda p, b, x: functional_call(base, (p, b), (x,)))
-        opt = torch.optim.Adam(params.values(), lr=self.lr)
+        # Adam's weight decay is an L2 term added to each element's gradient, so it stays per model.
+        opt = torch.optim.Adam(params.values(), lr=self.lr, weight_decay=self.weight_decay)
         n, M = len(indices), len(seeds)
         gens = [torch.Generator().manual_seed(int(s) + 1) for s in seeds]
         steps = max(1, n // self.batch_size)
@@ -93,6 +97,8 @@ class _Vectorised:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            if on_epoch is not None:
+                on_epoch(epoch, (fwd, params, buffers), self.lr * (1 - epoch / self.epochs))
         return fwd, params, buffers
 
     def logits(self, handle, test_ids) -> np.ndarray:
@@ -151,11 +157,25 @@ class LinearProbe(_Vectorised):
 
 def trainer_from_spec(spec: dict):
     """Builds a trainer from plain data (picklable, so every worker process builds its own):
-    ``{"kind": "small_cnn", "dataset": name or path, "root": ..., "n_train": N, "epochs": E}``
-    or ``{"kind": "linear", "train_embeddings": dir, "test_embeddings": dir, "n_train": N}``.
+    ``{"kind": "small_cnn", "dataset": name or path, "root": ..., "n_train": N, "epochs": E}``,
+    the same with ``"kind": "patchnet"`` (:class:`~simattr_fast.evaluation.patchnet.PatchNet`, its
+    filters drawn from the last ``filter_images`` = 1000 training images, outside the first N), or ``{"kind": "linear", "train_embeddings": dir, "test_embeddings": dir, "n_train": N}``.
     ``n_train`` keeps the first N training images (attributions must index the same N)."""
     train, test, n = _open_spec(spec)
     extra = {k: spec[k] for k in ("epochs", "batch_size", "lr", "device") if spec.get(k) is not None}
+    if spec["kind"] == "patchnet":
+        from ..simclr import as_tensors
+        from .patchnet import PatchNet
+
+        held = spec.get("filter_images", 1000)
+        if n + held > len(train):
+            raise ValueError(
+                f"n_train: a patchnet draws its filters from the last {held} training images, which the study "
+                f"must not use; expected n_train <= {len(train) - held}, got {n}"
+            )
+        extra.update({k: spec[k] for k in ("n_filters", "weight_decay", "seed") if spec.get(k) is not None})
+        x = as_tensors(train)
+        return PatchNet(x[:n], train.targets[:n], as_tensors(test), test.targets, x[len(train) - held :], **extra)
     if spec["kind"] == "small_cnn":
         from ..simclr import as_tensors
 
@@ -166,7 +186,7 @@ def trainer_from_spec(spec: dict):
 def spec_labels(spec: dict):
     """(train labels ``[n_train]``, test labels) of a trainer spec, without loading images."""
     train, test, n = _open_spec(spec)
-    if spec["kind"] == "small_cnn":
+    if spec["kind"] in ("small_cnn", "patchnet"):
         return train.targets[:n], test.targets
     return train.labels[:n], test.labels
 
@@ -175,7 +195,7 @@ def _open_spec(spec: dict):
     """(train, test, n_train) for a spec: datasets for ``small_cnn``, embedding folders for
     ``linear``."""
     kind = spec.get("kind")
-    if kind == "small_cnn":
+    if kind in ("small_cnn", "patchnet"):
         from ..datasets import open_dataset
 
         train = open_dataset(spec["dataset"], "train", root=spec.get("root"))
@@ -185,5 +205,5 @@ def _open_spec(spec: dict):
 
         train, test = load_embeddings(spec["train_embeddings"]), load_embeddings(spec["test_embeddings"])
     else:
-        raise ValueError(f"trainer: expected 'small_cnn' or 'linear', got {kind!r}")
+        raise ValueError(f"trainer: expected 'small_cnn', 'patchnet' or 'linear', got {kind!r}")
     return train, test, len(train) if spec.get("n_train") is None else spec["n_train"]

@@ -66,6 +66,26 @@ class LinearTrainer:
         return out
 
 
+class NoisyLinearTrainer(LinearTrainer):
+    """A perfect datamodel plus seed noise of standard deviation ``noise`` per model: averaging
+    the margins of several models per subset must bring the LDS of the true weights back up."""
+
+    def __init__(self, weights, noise):
+        super().__init__(weights)
+        self.noise = noise
+
+    def train(self, indices, labels, seeds):
+        present, _ = super().train(indices, labels, seeds)
+        return present, list(seeds)
+
+    def logits(self, handle, test_ids):
+        present, seeds = handle
+        out = super().logits((present, len(seeds)), test_ids)
+        for j, s in enumerate(seeds):
+            out[j, :, 0] += self.noise * np.random.default_rng(s).standard_normal(len(test_ids))
+        return out
+
+
 class FailingFactory:
     """A trainer factory that raises (picklable): the engines must say so, not hang."""
 
