@@ -142,3 +142,18 @@ def test_convergence_warning(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sa.esvm_topk(q, k, 5, device="cpu")
+
+
+def test_cuda_batches_cover_every_query_once_within_the_budget(monkeypatch):
+    """The CUDA path's batching is plain Python: check it here, where no GPU is needed."""
+    from simattr_fast._kernels import esvm_cuda
+
+    monkeypatch.setattr(esvm_cuda, "_DEVICE_BYTES", 10_000)
+    classes = [(np.arange(0, 7), 1), (np.arange(7, 40), 30), (np.arange(40, 41), 200)]
+    batches = list(esvm_cuda._batches(classes, 50))
+    seen = np.concatenate([p for b in batches for _, p in b])
+    assert np.array_equal(seen, np.arange(41))  # every query once, class after class
+    for b in batches:
+        used = sum(len(p) * (16 * (n + 1) + 16 * (min(50, n) + n)) for c, p in b for n in [classes[c][1]])
+        assert used <= 10_000 or len(b) == 1 and len(b[0][1]) == 1  # one query may exceed: it must run
+    assert len(batches) > 1

@@ -222,3 +222,22 @@ def test_esvm_agrees_with_sklearn_at_tight_tolerance(rng):
     for r in range(len(q)):
         ref = esvm_ref(q[r], k, C=0.1, tol=1e-8, max_iter=100_000)
         assert np.allclose(sg[r], ref[ig[r]], atol=1e-5)
+
+
+@pytest.mark.parametrize("budget", [None, 40_000])
+def test_esvm_classes_of_every_size_in_one_launch(rng, monkeypatch, budget):
+    """One launch solves every class: a class of one key, one smaller than k, one without keys,
+    one large; with a small device budget the classes are split across several launches."""
+    from simattr_fast._kernels import esvm_cuda
+
+    if budget:
+        monkeypatch.setattr(esvm_cuda, "_DEVICE_BYTES", budget)
+    q = rng.standard_normal((40, 24)).astype(np.float32)
+    kl = np.repeat([0, 1, 2], [1, 30, 400])
+    k = rng.standard_normal((len(kl), 24)).astype(np.float32)
+    ql = np.arange(40) % 4  # class 3 has no keys
+    sc, ic = sa.esvm_topk(q, k, 50, query_labels=ql, key_labels=kl, device="cpu")
+    sg, ig = sa.esvm_topk(q, k, 50, query_labels=ql, key_labels=kl, device="cuda")
+    assert np.array_equal(ic == -1, ig == -1) and (ig[ql == 3] == -1).all()
+    assert np.allclose(sc, sg, atol=1e-4, equal_nan=True)
+    assert np.mean(ic == ig) > 0.99

@@ -77,19 +77,27 @@ void topk_py(TopkAccumulatorCuda& acc, uintptr_t queries, DType qtype, uintptr_t
 }
 
 py::tuple esvm_topk_py(TopkAccumulatorCuda& acc, uintptr_t queries, DType qtype, uintptr_t query_rows,
-                       int64_t m, uintptr_t keys, DType ktype, uintptr_t key_rows, int64_t n, int64_t d,
+                       uintptr_t query_class, py::array_t<int32_t, py::array::c_style> host_query_class,
+                       uintptr_t keys, DType ktype, uintptr_t key_rows,
+                       py::array_t<int64_t, py::array::c_style> key_offsets, int64_t d,
                        py::array_t<int64_t, py::array::c_style> query_ids, double C, bool squared_hinge,
-                       double intercept_scaling, double tol, int64_t max_iter, uint64_t seed, int64_t row0) {
-    if (query_ids.ndim() != 1 || query_ids.shape(0) != m)
-        throw std::invalid_argument("esvm_topk: query_ids must have m entries");
+                       double intercept_scaling, double tol, int64_t max_iter, uint64_t seed) {
+    if (host_query_class.ndim() != 1 || query_ids.ndim() != 1 || key_offsets.ndim() != 1)
+        throw std::invalid_argument("esvm_topk: query_class, query_ids and key_offsets must be 1-d");
+    const int64_t m = host_query_class.shape(0);
+    if (query_ids.shape(0) != m)
+        throw std::invalid_argument("esvm_topk: query_ids must have one entry per query");
+    if (key_offsets.shape(0) < 2)
+        throw std::invalid_argument("esvm_topk: key_offsets needs n_classes + 1 entries");
     const EsvmParams p = esvm_params(C, squared_hinge, intercept_scaling, tol, max_iter, seed);
     py::array_t<int64_t> n_iter({m});
     py::array_t<uint8_t> converged({m});
     {
         py::gil_scoped_release nogil;
-        cuda::esvm_topk(as_ptr<void>(queries), qtype, as_ptr<int64_t>(query_rows), m, as_ptr<void>(keys),
-                        ktype, as_ptr<int64_t>(key_rows), n, d, query_ids.data(), p, acc, row0,
-                        n_iter.mutable_data(), converged.mutable_data());
+        cuda::esvm_topk(as_ptr<void>(queries), qtype, as_ptr<int64_t>(query_rows),
+                        as_ptr<int32_t>(query_class), host_query_class.data(), m, as_ptr<void>(keys), ktype,
+                        as_ptr<int64_t>(key_rows), key_offsets.data(), key_offsets.shape(0) - 1, d,
+                        query_ids.data(), p, acc, n_iter.mutable_data(), converged.mutable_data());
     }
     return py::make_tuple(n_iter, converged);
 }
@@ -128,8 +136,8 @@ PYBIND11_MODULE(_cuda, m) {
           py::arg("ktype"), py::arg("nb"), py::arg("d"), py::arg("id0"), py::arg("metric"),
           py::arg("query_labels"), py::arg("key_labels"));
     m.def("esvm_topk", &esvm_topk_py, py::arg("acc"), py::arg("queries"), py::arg("qtype"),
-          py::arg("query_rows"), py::arg("m"), py::arg("keys"), py::arg("ktype"), py::arg("key_rows"),
-          py::arg("n"), py::arg("d"), py::arg("query_ids"), py::arg("C"), py::arg("squared_hinge"),
-          py::arg("intercept_scaling"), py::arg("tol"), py::arg("max_iter"), py::arg("seed"),
-          py::arg("row0"));
+          py::arg("query_rows"), py::arg("query_class"), py::arg("host_query_class"), py::arg("keys"),
+          py::arg("ktype"), py::arg("key_rows"), py::arg("key_offsets"), py::arg("d"), py::arg("query_ids"),
+          py::arg("C"), py::arg("squared_hinge"), py::arg("intercept_scaling"), py::arg("tol"),
+          py::arg("max_iter"), py::arg("seed"));
 }
