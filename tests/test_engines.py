@@ -152,6 +152,48 @@ def test_local_pool_retries_the_units_of_a_killed_worker(tmp_path):
     _killed_worker_run(tmp_path, "local", 0.2)
 
 
+_DRIVER = """
+import functools, sys
+from helpers.fakes import SlowCountingTrainer, ThresholdTrainer
+from simattr_fast.evaluation import run_searches
+tr = ThresholdTrainer()
+jobs = [("oracle", t, tr.supporters[t]) for t in range(4)]
+factory = functools.partial(SlowCountingTrainer, log=sys.argv[1], delay=0.5)
+run_searches(factory, sys.argv[2], jobs, k=20, n_models=3, budget=6, n_workers=2, progress=False)
+"""
+
+
+def test_workers_exit_when_their_driver_is_killed(tmp_path):
+    """A driver killed mid-run must not leave its pool's workers waiting forever."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "units.log"
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+    drv = subprocess.Popen([sys.executable, "-c", _DRIVER, str(log), str(tmp_path / "r.sqlite")], env=env)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and (not log.exists() or len(set(log.read_text().split()[::2])) < 2):
+            time.sleep(0.05)
+        workers = {int(p) for p in log.read_text().split()[::2]}
+        assert len(workers) == 2
+    finally:
+        drv.kill()
+        drv.wait()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.time() + 15
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(alive(p) for p in workers)
+
+
 # ---- Ray: one two-node cluster for the whole session ------------------------------------
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
+import threading
+import time
 import traceback
 
 from .units import TrainingUnit, run_unit
@@ -70,7 +72,20 @@ class InProcessEngine:
 _WORKER: dict = {}
 
 
-def _init_worker(factory, threads):
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """A worker whose driver is gone (killed, say) would otherwise wait on its queue forever,
+    holding its memory: it exits within ``every`` seconds of the driver."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="simattr-orphan-watch").start()
+
+
+def _init_worker(factory, threads, parent):
+    _exit_with_parent(parent)
     try:
         import torch
 
@@ -102,7 +117,7 @@ class ProcessPoolEngine:
     def _new_pool(self):
         ctx = mp.get_context("spawn")  # fork would copy torch's thread pools and locks
         return cf.ProcessPoolExecutor(
-            self.slots, mp_context=ctx, initializer=_init_worker, initargs=(self._factory, self._threads)
+            self.slots, mp_context=ctx, initializer=_init_worker, initargs=(self._factory, self._threads, os.getpid())
         )
 
     def submit(self, unit: TrainingUnit, ticket=None, tries: int = 0) -> int:
