@@ -101,3 +101,16 @@ def test_tracin_equals_a_loop(data, normalized):
 
     want = sum(w * loss_grads(m, x, y) @ loss_grads(m, xt, yt).T for w, m in zip(weights, models))
     np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_sign_test_counts_censored_searches_as_worst():
+    import quality_report as qr
+
+    a = {0: 3, 1: -1, 2: 10, 3: -1, 4: 7}  # -1: did not flip within k
+    b = {0: 5, 1: 4, 2: 10, 3: -1, 5: 1}
+    r = qr.sign_test(a, b, k=20)
+    assert (r["n"], r["wins"], r["losses"], r["ties"]) == (4, 1, 1, 2)
+    assert r["p"] == 1.0
+    many = qr.sign_test({i: 1 for i in range(12)}, {i: -1 for i in range(12)}, k=20)
+    assert many["wins"] == 12 and many["p"] < 1e-3
+    assert qr.wilcoxon([0.1, 0.2], [0.1, 0.2])["p"] == 1.0
