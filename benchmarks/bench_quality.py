@@ -51,12 +51,15 @@ def parse(argv):
     p.add_argument("--subsets", type=int, default=100)
     p.add_argument("--per-subset", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--chunk", type=int, default=10, help="test images per support round (all methods)")
+    p.add_argument("--chunk", type=int, default=5, help="test images per support round (all methods)")
     p.add_argument("--criteria", default="mislabel,removal")
     p.add_argument("--ssl-checkpoint", default=os.path.join(HERE, "out", "ssl_fashion", "checkpoint.pt"))
     p.add_argument("--work", default=os.path.join(HERE, "out", "quality"))
     p.add_argument("--result", default=os.path.join(HERE, "results", "quality"))
     p.add_argument("--quick", action="store_true", help="sized down (minutes), written under benchmarks/out/")
+    p.add_argument(
+        "--report-only", action="store_true", help="no new support searches: write the results of the store as it is"
+    )
     a = p.parse_args(argv)
     a.proj_dims, a.ridges, a.counts, a.ssl_minutes = PROJ_DIMS, RIDGES, COUNTS, 25.0
     with open(os.path.join(HERE, "results", "quality_test_ids.json")) as f:
@@ -260,18 +263,17 @@ def main(argv=None) -> int:
     lds_res = {m: lds(att, masks, margins[:, rep_rows], rep_rows) for m, att in atts.items()}
     for m, r in lds_res.items():
         print(f"  LDS {m}: {r['lds']:.3f} ({r['ci95'][0]:.3f} .. {r['ci95'][1]:.3f})", flush=True)
-    crits, supports = a.criteria.split(","), {}
-    flip = (
-        flip_classes_on(factory, store, a.reported, y_test, a.models, n_workers=a.workers)
-        if "mislabel" in crits
-        else None
-    )
-    for i in range(0, len(a.reported), a.chunk):  # every method and criterion on a chunk: a partial run compares
+    crits = a.criteria.split(",")
+    flip = None
+    if "mislabel" in crits and not a.report_only:
+        flip = flip_classes_on(factory, store, a.reported, y_test, a.models, n_workers=a.workers)
+    info = {"fm": fm, "trak": trak_info, "lds": lds_res, "seconds": seconds, "y_test": y_test}
+    for i in range(0, 0 if a.report_only else len(a.reported), a.chunk):  # all methods on a chunk of images
         chunk = a.reported[i : i + a.chunk]
         jobs = [(m, t, att.ranking(t)) for m, att in atts.items() for t in chunk]
         for criterion in crits:
             print(f"{criterion} support: images {i}-{i + len(chunk) - 1}", flush=True)
-            supports[criterion] = run_searches(
+            run_searches(
                 factory,
                 store,
                 jobs,
@@ -283,8 +285,23 @@ def main(argv=None) -> int:
                 n_workers=a.workers,
                 progress=sys.stderr.isatty(),
             )
+        report(a, store, list(atts), crits, info)  # after every chunk: a stopped run has its results
+    report(a, store, list(atts), crits, info)
+    return 0
+
+
+def report(a, store, methods, crits, info) -> None:
+    """Writes the results from the store. Supports count only on the reported images where
+    every method's search has finished, so that each comparison is on the same images."""
     with ResultsStore(store, readonly=True) as st:
         models = quality_report.models_per_method(st)
+        supports = {}
+        for c in crits:
+            got = st.supports(c)
+            common = [t for t in a.reported if all(t in got.get(m, {}) for m in methods)]
+            if common:
+                supports[c] = {m: {str(t): got[m][t] for t in common} for m in methods}
+    fm = info["fm"]
     payload = {
         "machine": machine(),
         "settings": {k: v for k, v in vars(a).items() if isinstance(v, (int, float, str, list, tuple))},
@@ -294,19 +311,15 @@ def main(argv=None) -> int:
             "seconds_per_model": float(fm["seconds_per_model"]),
             "parameters": int(fm["checkpoints"].shape[1]),
         },
-        "trak": trak_info,
-        "lds": lds_res,
-        "supports": {
-            c: {m: {str(t): s for t, s in v.items() if t in a.reported} for m, v in r.items()}
-            for c, r in supports.items()
-        },
-        "seconds": dict(seconds),
+        "trak": info["trak"],
+        "lds": info["lds"],
+        "supports": supports,
+        "seconds": dict(info["seconds"]),
         "ssl_seconds": _ssl_seconds(a.ssl_checkpoint),
         "models": models,
-        "test_labels": {str(t): int(y_test[t]) for t in a.reported},
+        "test_labels": {str(t): int(info["y_test"][t]) for t in a.reported},
     }
     quality_report.write(payload, a.result, a.k)
-    return 0
 
 
 if __name__ == "__main__":
