@@ -261,13 +261,18 @@ def main(argv=None) -> int:
     y_test = trainer.y_test
     rep_rows = list(range(len(a.validation), len(targets)))
     lds_res = {m: lds(att, masks, margins[:, rep_rows], rep_rows) for m, att in atts.items()}
+    lds_centred = {m: lds(att, masks, margins[:, rep_rows], rep_rows, centre=True) for m, att in atts.items()}
     for m, r in lds_res.items():
-        print(f"  LDS {m}: {r['lds']:.3f} ({r['ci95'][0]:.3f} .. {r['ci95'][1]:.3f})", flush=True)
+        c = lds_centred[m]
+        print(
+            f"  LDS {m}: {r['lds']:.3f} ({r['ci95'][0]:.3f} .. {r['ci95'][1]:.3f}), centred {c['lds']:.3f}", flush=True
+        )
     crits = a.criteria.split(",")
     flip = None
     if "mislabel" in crits and not a.report_only:
         flip = flip_classes_on(factory, store, a.reported, y_test, a.models, n_workers=a.workers)
-    info = {"fm": fm, "trak": trak_info, "lds": lds_res, "seconds": seconds, "y_test": y_test}
+    info = {"fm": fm, "trak": trak_info, "lds": lds_res, "lds_centred": lds_centred, "seconds": seconds}
+    info["y_test"] = y_test
     for i in range(0, 0 if a.report_only else len(a.reported), a.chunk):  # all methods on a chunk of images
         chunk = a.reported[i : i + a.chunk]
         jobs = [(m, t, att.ranking(t)) for m, att in atts.items() for t in chunk]
@@ -313,6 +318,7 @@ def report(a, store, methods, crits, info) -> None:
         },
         "trak": info["trak"],
         "lds": info["lds"],
+        "lds_centred": info["lds_centred"],
         "supports": supports,
         "seconds": dict(info["seconds"]),
         "ssl_seconds": _ssl_seconds(a.ssl_checkpoint),

@@ -54,9 +54,10 @@ def wilcoxon(a, b) -> dict:
 
 def paired(payload: dict, k: int) -> dict:
     names = list(payload["lds"])
-    out: dict = {"lds": {}}
+    out: dict = {"lds": {}, "lds_centred": {}}
     for x, y in itertools.combinations(names, 2):
-        out["lds"][f"{x} vs {y}"] = wilcoxon(payload["lds"][x]["per_test"], payload["lds"][y]["per_test"])
+        for key in ("lds", "lds_centred"):
+            out[key][f"{x} vs {y}"] = wilcoxon(payload[key][x]["per_test"], payload[key][y]["per_test"])
     for crit, sup in payload["supports"].items():
         out[crit] = {
             f"{x} vs {y}": sign_test(sup[x], sup[y], k)
@@ -95,7 +96,7 @@ def write(payload: dict, result: str, k: int) -> None:
     }
     payload["support_summaries"] = sums
     md = [_model_table(payload), "", _main_table(payload, sums, k), "", _trak_table(payload)]
-    for measure in ["lds", *payload["supports"]]:
+    for measure in ["lds", "lds_centred", *payload["supports"]]:
         md += ["", _pair_matrix(payload["paired"][measure], names, measure)]
     md += ["", _class_table(payload)]
     write_text(result + ".md", "\n".join(md) + "\n")
@@ -118,11 +119,15 @@ def _model_table(p) -> str:
 
 def _main_table(p, sums, k) -> str:
     crits = list(p["supports"])
-    head = "| method | LDS (95% CI) |" + "".join(f" {c}: flipped within {k} | median | CDF area |" for c in crits)
+    head = "| method | LDS (95% CI) | LDS centred |" + "".join(
+        f" {c}: flipped within {k} | median | CDF area |" for c in crits
+    )
     head += " ranking cost: s (models) | support models |"
-    rows = [head, "|" + "---|" * (3 + 3 * len(crits))]
+    rows = [head, "|" + "---|" * (5 + 3 * len(crits))]
     for m, r in p["lds"].items():
+        c = p["lds_centred"][m]
         line = f"| {m} | {r['lds']:.3f} ({r['ci95'][0]:.3f} .. {r['ci95'][1]:.3f}) |"
+        line += f" {c['lds']:.3f} ({c['ci95'][0]:.3f} .. {c['ci95'][1]:.3f}) |"
         for c in crits:
             s = sums[c].get(m)
             line += f" {s['flipped']}/{s['n']} | {s['median']} | {s['cdf_area']:.3f} |" if s else " - | - | - |"
@@ -163,7 +168,8 @@ def _trak_table(p) -> str:
 
 
 def _pair_matrix(pairs, names, measure) -> str:
-    what = "mean LDS difference (row - column), Wilcoxon p" if measure == "lds" else "row wins-losses, sign-test p"
+    is_lds = measure.startswith("lds")
+    what = "mean LDS difference (row - column), Wilcoxon p" if is_lds else "row wins-losses, sign-test p"
     rows = [f"Paired, {measure}: {what}.", "", "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for x in names:
         cells = []
@@ -173,7 +179,7 @@ def _pair_matrix(pairs, names, measure) -> str:
                 r, flip = pairs.get(f"{y} vs {x}"), True
             if r is None:
                 cells.append("")
-            elif measure == "lds":
+            elif is_lds:
                 d = -r["mean_difference"] if flip else r["mean_difference"]
                 cells.append(f"{d:+.3f} ({_fmt_p(r['p'])})")
             else:

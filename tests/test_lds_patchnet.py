@@ -101,3 +101,21 @@ def test_patchnet_spec_keeps_filter_images_out_of_the_study():
     assert tr.x_train.shape == (300, 2 * 4 * 16) and len(tr.y_train) == 300
     with pytest.raises(ValueError, match="n_train"):
         trainer_from_spec({**spec, "n_train": 1300, "filter_images": 100})
+
+
+def test_centring_removes_the_offset_of_a_partial_ranking(rng):
+    """Truth: only the first 30 images matter. A ranking of those 30 with its true weights minus
+    a large offset scores a negative LDS raw (more ranked images, lower sum) and 1 centred."""
+    n_train, S = 97, 80
+    w = np.zeros((1, n_train))
+    w[0, :30] = rng.random(30)
+    tr = NoisyLinearTrainer(w, noise=0.0)
+    masks = subset_masks(n_train, S, 0.5)
+    with ResultsStore(":memory:") as st:
+        mg = subset_margins(tr, st, [0], S, 0.5, progress=False)
+    idx = np.argsort(-w[0, :30])[None]
+    shifted = Attribution(idx, w[0, idx] - 10.0, np.arange(1))
+    assert lds(shifted, masks, mg)["lds"] < 0
+    assert lds(shifted, masks, mg, centre=True)["lds"] > 0.5
+    full = _exact(w + rng.random((1, n_train)) * 1e-9)
+    assert lds(full, masks, mg)["lds"] == pytest.approx(lds(full, masks, mg, centre=True)["lds"])

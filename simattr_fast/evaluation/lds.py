@@ -80,10 +80,18 @@ def subset_margins(
     return stored_subset_margins(store, test_ids, n_subsets, models_per_subset, seed)
 
 
-def lds(attribution, masks: np.ndarray, subset_margins_: np.ndarray, test_rows=None, n_boot: int = 2000) -> dict:
+def lds(
+    attribution, masks: np.ndarray, subset_margins_: np.ndarray, test_rows=None, n_boot: int = 2000, centre=False
+) -> dict:
     """LDS per test image and its mean with a 95% bootstrap interval over test images
     (percentile, ``n_boot`` resamples, seed 0). ``masks`` ``[S, n_train]``, ``subset_margins_``
-    ``[S, n]`` for the attribution rows ``test_rows`` (default: all)."""
+    ``[S, n]`` for the attribution rows ``test_rows`` (default: all).
+
+    ``centre=True`` subtracts each row's mean score first. A ranking over part of the training
+    set (top-k, or one class) has an arbitrary offset that LDS would otherwise read as the
+    effect of *how many* ranked images a subset holds: an exemplar SVM's decision values are
+    mostly negative, so raw sums fall as more same-class images are present. A ranking over
+    the whole training set is unchanged by centring (every subset holds the same number)."""
     rows = np.arange(len(attribution)) if test_rows is None else np.asarray(test_rows)
     if subset_margins_.shape != (masks.shape[0], len(rows)):
         raise ValueError(f"subset_margins: expected shape {(masks.shape[0], len(rows))}, got {subset_margins_.shape}")
@@ -96,6 +104,8 @@ def lds(attribution, masks: np.ndarray, subset_margins_: np.ndarray, test_rows=N
             sc = np.arange(len(idx), 0, -1, dtype=np.float64)
         if not attribution.params.get("higher_is_better", True):
             sc = -sc
+        if centre and len(sc):
+            sc = sc - sc.mean()
         predicted = masks[:, idx].astype(np.float64) @ sc
         rho = stats.spearmanr(predicted, subset_margins_[:, j]).statistic
         per.append(float(rho) if np.isfinite(rho) else 0.0)
