@@ -53,6 +53,12 @@ def parse(argv):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--chunk", type=int, default=5, help="test images per support round (all methods)")
     p.add_argument("--criteria", default="mislabel,removal")
+    p.add_argument(
+        "--support-methods",
+        default="esvm,cosine,l2,trak_best,gradient_best,random",
+        help="methods whose supports are searched ('all', or names; trak_best / gradient_best: the TRAK and "
+        "gradient ranking with the best validation LDS). Supports cost about 100x an LDS per image and method.",
+    )
     p.add_argument("--ssl-checkpoint", default=os.path.join(HERE, "out", "ssl_fashion", "checkpoint.pt"))
     p.add_argument("--work", default=os.path.join(HERE, "out", "quality"))
     p.add_argument("--result", default=os.path.join(HERE, "results", "quality"))
@@ -197,15 +203,39 @@ def trak_rankings(a, trainer, fm, targets, val_rows, masks, margins, seconds):
                 lambda: qg.trak_features(head(trainer, w), c, x, y, xt, yt, max(a.proj_dims), path),  # noqa: B023
             )
 
-    grid = seconds.run("trak_grid_total", lambda: qg.trak_grid(feats(), a.proj_dims, a.ridges, a.counts))
-    table, out, chosen = [], {}, {}
-    for (c, p, r), s in sorted(grid.items()):
-        att = Attribution.from_scores(s, "train_test", test_ids=targets, method="trak")
-        v = lds(att, masks, margins[:, val_rows], val_rows)
-        table.append({"checkpoints": c, "proj_dim": p, "ridge": r, "validation_lds": v["lds"]})
-        if c not in chosen or v["lds"] > chosen[c]["validation_lds"]:
-            chosen[c], out[f"trak_x{c}"] = table[-1], att
-    return out, {"grid": table, "chosen": {f"trak_x{c}": v for c, v in chosen.items()}}
+    def select():
+        grid = seconds.run("trak_grid_total", lambda: qg.trak_grid(feats(), a.proj_dims, a.ridges, a.counts))
+        table, best, chosen = [], {}, {}
+        for (c, p, r), s in sorted(grid.items()):
+            att = Attribution.from_scores(s, "train_test", test_ids=targets, method="trak")
+            v = lds(att, masks, margins[:, val_rows], val_rows)
+            table.append({"checkpoints": c, "proj_dim": p, "ridge": r, "validation_lds": v["lds"]})
+            if c not in chosen or v["lds"] > chosen[c]["validation_lds"]:
+                chosen[c], best[f"trak_x{c}"] = table[-1], s
+        info = {"grid": table, "chosen": {f"trak_x{c}": v for c, v in chosen.items()}}
+        return {"info": np.array(json.dumps(info)), **best}
+
+    z = cached(os.path.join(a.work, "trak_chosen.npz"), select)  # the grid is not recomputed on resume
+    out = {n: Attribution.from_scores(z[n], "train_test", test_ids=targets, method=n) for n in z if n != "info"}
+    return out, json.loads(str(z["info"]))
+
+
+def support_methods(spec: str, names: list, val_lds: dict) -> list:
+    """The methods whose supports are searched: ``spec`` is 'all' or comma-separated names, where
+    trak_best and gradient_best stand for the TRAK and gradient ranking of best validation LDS."""
+    if spec == "all":
+        return names
+    families = {
+        "trak_best": [n for n in names if n.startswith("trak_x")],
+        "gradient_best": ["grad_dot", "grad_cos", "tracin"],
+    }
+    out = []
+    for token in spec.split(","):
+        pick = max(families[token], key=val_lds.get) if token in families else token
+        if pick not in names:
+            raise SystemExit(f"--support-methods: expected 'all' or names from {names}, got {token!r}")
+        out.append(pick)
+    return out
 
 
 def _ssl_seconds(checkpoint) -> float | None:
@@ -267,15 +297,19 @@ def main(argv=None) -> int:
         print(
             f"  LDS {m}: {r['lds']:.3f} ({r['ci95'][0]:.3f} .. {r['ci95'][1]:.3f}), centred {c['lds']:.3f}", flush=True
         )
+    val_lds = {m: lds(att, masks, margins[:, val_rows], val_rows)["lds"] for m, att in atts.items()}
+    chosen = support_methods(a.support_methods, list(atts), val_lds)
+    print(f"support searches for {chosen}", flush=True)
     crits = a.criteria.split(",")
     flip = None
     if "mislabel" in crits and not a.report_only:
         flip = flip_classes_on(factory, store, a.reported, y_test, a.models, n_workers=a.workers)
     info = {"fm": fm, "trak": trak_info, "lds": lds_res, "lds_centred": lds_centred, "seconds": seconds}
+    info["validation_lds"] = val_lds
     info["y_test"] = y_test
     for i in range(0, 0 if a.report_only else len(a.reported), a.chunk):  # all methods on a chunk of images
         chunk = a.reported[i : i + a.chunk]
-        jobs = [(m, t, att.ranking(t)) for m, att in atts.items() for t in chunk]
+        jobs = [(m, t, atts[m].ranking(t)) for m in chosen for t in chunk]
         for criterion in crits:
             print(f"{criterion} support: images {i}-{i + len(chunk) - 1}", flush=True)
             run_searches(
@@ -290,8 +324,8 @@ def main(argv=None) -> int:
                 n_workers=a.workers,
                 progress=sys.stderr.isatty(),
             )
-        report(a, store, list(atts), crits, info)  # after every chunk: a stopped run has its results
-    report(a, store, list(atts), crits, info)
+        report(a, store, chosen, crits, info)  # after every chunk: a stopped run has its results
+    report(a, store, chosen, crits, info)
     return 0
 
 
@@ -319,6 +353,8 @@ def report(a, store, methods, crits, info) -> None:
         "trak": info["trak"],
         "lds": info["lds"],
         "lds_centred": info["lds_centred"],
+        "validation_lds": info["validation_lds"],
+        "support_methods": methods,
         "supports": supports,
         "seconds": dict(info["seconds"]),
         "ssl_seconds": _ssl_seconds(a.ssl_checkpoint),
