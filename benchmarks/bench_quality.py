@@ -55,7 +55,7 @@ def parse(argv):
     p.add_argument("--criteria", default="mislabel,removal")
     p.add_argument(
         "--support-methods",
-        default="esvm,cosine,l2,trak_best,gradient_best,random",
+        default="esvm,cosine,trak_best,gradient_best,random",
         help="methods whose supports are searched ('all', or names; trak_best / gradient_best: the TRAK and "
         "gradient ranking with the best validation LDS). Supports cost about 100x an LDS per image and method.",
     )
