@@ -51,6 +51,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+            # mkstemp creates the file 0600; the result gets what open() would have given it.
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
@@ -61,6 +63,21 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         _remove(tmp)
         raise
     _fsync_dir(folder)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (setting it, even
+    briefly, would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:

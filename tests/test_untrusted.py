@@ -475,3 +475,16 @@ def test_parallel_for_rethrows_on_the_calling_thread():
     with pytest.raises(RuntimeError, match="iteration 5 failed"):
         backend.cpu()._parallel_for_throw(64, 5, 2)
     backend.cpu()._parallel_for_throw(64, -1, 2)  # and the pool still works afterwards
+
+
+def test_atomic_write_gives_the_permissions_open_would(tmp_path):
+    """mkstemp's private 0600 must not leak into results others are meant to read."""
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+        assert (os.stat(tmp_path / "r.json").st_mode & 0o777) == 0o644
+        os.umask(0o077)
+        write_json(tmp_path / "p.json", {"a": 1})
+        assert (os.stat(tmp_path / "p.json").st_mode & 0o777) == 0o600
+    finally:
+        os.umask(old)
