@@ -170,16 +170,21 @@ def test_workers_exit_when_their_driver_is_killed(tmp_path):
 
     log = tmp_path / "units.log"
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
-    drv = subprocess.Popen([sys.executable, "-c", _DRIVER, str(log), str(tmp_path / "r.sqlite")], env=env)
+    # From tmp_path: with `-c` the working directory leads sys.path, and the source tree's
+    # simattr_fast (no compiled modules) would shadow the installed one.
+    args = [sys.executable, "-c", _DRIVER, str(log), str(tmp_path / "r.sqlite")]
+    drv = subprocess.Popen(args, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and (not log.exists() or len(set(log.read_text().split()[::2])) < 2):
+            assert drv.poll() is None, f"the driver died: {drv.stderr.read()[-2000:]}"
             time.sleep(0.05)
         workers = {int(p) for p in log.read_text().split()[::2]}
         assert len(workers) == 2
     finally:
         drv.kill()
         drv.wait()
+        drv.stderr.close()
 
     def alive(pid):
         try:
