@@ -145,8 +145,12 @@ def main(argv=None) -> int:
     info = {"fm": fm, "trak": trak_info, "lds": lds_res, "lds_centred": lds_centred, "seconds": seconds}
     info["validation_lds"] = val_lds
     info["y_test"] = y_test
-    for i in range(0, 0 if a.report_only else len(a.reported), a.chunk):  # all methods on a chunk of images
-        chunk = a.reported[i : i + a.chunk]
+    # Round the classes (the committed list is in class order), so that a stopped run's images
+    # are spread over the classes; the first 10 of the recorded run were all class 0, searched
+    # before this order existed, and are kept.
+    order = interleave_classes(a.reported, y_test)
+    for i in range(0, 0 if a.report_only else len(order), a.chunk):  # all methods on a chunk of images
+        chunk = order[i : i + a.chunk]
         jobs = [(m, t, atts[m].ranking(t)) for m in chosen for t in chunk]
         for criterion in crits:
             print(f"{criterion} support: images {i}-{i + len(chunk) - 1}", flush=True)
@@ -165,6 +169,15 @@ def main(argv=None) -> int:
         report(a, store, chosen, crits, info)  # after every chunk: a stopped run has its results
     report(a, store, chosen, crits, info)
     return 0
+
+
+def interleave_classes(ids, labels) -> list:
+    """``ids`` reordered round-robin over their classes, keeping the order within a class."""
+    by_class: dict = {}
+    for t in ids:
+        by_class.setdefault(int(labels[t]), []).append(t)
+    queues = [by_class[c] for c in sorted(by_class)]
+    return [q[j] for j in range(max(map(len, queues))) for q in queues if j < len(q)]
 
 
 def report(a, store, methods, crits, info) -> None:
