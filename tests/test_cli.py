@@ -281,3 +281,9 @@ def test_evaluate_and_compare_commands(tmp_path, capsys):
             out,
         ],
     )
+    lds_argv = ["evaluate", "lds", "--attribution", f"ours={demo / 'attribution.npz'}", "--dataset", "digits"]
+    lds_argv += ["--store", str(tmp_path / "l.sqlite"), "--out", out, "--test-ids", "0,5", "--subsets", "3"]
+    lds_argv += ["--models-per-subset", "2", "--workers", "1", "--epochs", "1"]
+    assert main(lds_argv) == 0
+    summary = json.loads((tmp_path / "ev" / "summary_lds.json").read_text())
+    assert summary["models_per_subset"] == 2 and summary["rows_in_store"] == 3 * 2 * 2

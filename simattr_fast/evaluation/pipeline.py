@@ -111,7 +111,9 @@ def evaluate(
     os.makedirs(out_dir, exist_ok=True)
     factory = functools.partial(trainer_from_spec, trainer_spec)
     settings = {"trainer": trainer_spec, "k": k, "n_models": n_models, "budget": budget}
-    settings.update(n_subsets=n_subsets, alpha=alpha, models_per_subset=models_per_subset)
+    settings.update(n_subsets=n_subsets, alpha=alpha)
+    if models_per_subset != 1:  # only then: stores filled before the option existed stay valid
+        settings["models_per_subset"] = models_per_subset
     with ResultsStore(store_path) as st:
         st.set_info(f"settings/{criterion}", json.dumps(settings, sort_keys=True))
         for name, a in attributions.items():
