@@ -16,8 +16,6 @@ model in our check, although its own per-example gradients match; we did not fin
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from torch import nn
@@ -73,23 +71,14 @@ def projector(grad_dim: int, proj_dim: int, seed: int = 0):
     return BasicProjector(grad_dim, proj_dim, seed, ProjectionType.normal, "cpu", block_size=proj_dim)
 
 
-def trak_features(model, model_id, x_train, y_train, x_tgt, y_tgt, proj_dim, cache=None):
+def trak_features(model, model_id, x_train, y_train, x_tgt, y_tgt, proj_dim):
     """(train features ``[n, proj_dim]``, target features ``[t, proj_dim]``, Q ``[n]``) of one
-    checkpoint; cached in ``cache`` (a .npz path) when given, so a killed run resumes."""
-    if cache and os.path.exists(cache):
-        with np.load(cache) as z:
-            return torch.as_tensor(z["phi"]), torch.as_tensor(z["phi_t"]), torch.as_tensor(z["q"])
+    checkpoint."""
     n_params = sum(p.numel() for p in model.parameters())
     proj, scale = projector(n_params, proj_dim), n_params**0.5  # TRAKer divides by sqrt(#params)
     phi = margin_grads(model, x_train, y_train, then=lambda g: proj.project(g, model_id) / scale)
     phi_t = margin_grads(model, x_tgt, y_tgt, then=lambda g: proj.project(g, model_id) / scale)
-    q = out_to_loss(model, x_train, y_train)
-    if cache:
-        from simattr_fast._io import atomic_write
-
-        with atomic_write(cache, "wb") as f:
-            np.savez(f, phi=phi.numpy(), phi_t=phi_t.numpy(), q=q.numpy())
-    return phi, phi_t, q
+    return phi, phi_t, out_to_loss(model, x_train, y_train)
 
 
 def trak_grid(features, proj_dims, ridges, counts) -> dict:

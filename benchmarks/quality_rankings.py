@@ -62,12 +62,27 @@ def full_models(a, trainer, spec):
     return cached(os.path.join(a.work, "full_models.npz"), make)
 
 
+def _trak_features_cached(path, *args):
+    """:func:`quality_gradients.trak_features` through :func:`cached`, so a killed run resumes."""
+
+    def make():
+        phi, phi_t, q = qg.trak_features(*args)
+        return {"phi": phi.numpy(), "phi_t": phi_t.numpy(), "q": q.numpy()}
+
+    z = cached(path, make)
+    return torch.as_tensor(z["phi"]), torch.as_tensor(z["phi_t"]), torch.as_tensor(z["q"])
+
+
 class Seconds(dict):
     """Compute seconds per step, persisted in ``path`` so that a resumed run reports the run that
     did the work, not the cache hit."""
 
     def __init__(self, path):
-        super().__init__(json.load(open(path)) if os.path.exists(path) else {})
+        if os.path.exists(path):
+            with open(path) as f:
+                super().__init__(json.load(f))
+        else:
+            super().__init__()
         self.path = path
 
     def run(self, name, fn):
@@ -140,7 +155,7 @@ def trak_rankings(a, trainer, fm, targets, val_rows, masks, margins, seconds):
             path = os.path.join(a.work, f"trak_{c}.npz")
             yield seconds.run(
                 f"trak_features_{c}",
-                lambda: qg.trak_features(head(trainer, w), c, x, y, xt, yt, max(a.proj_dims), path),  # noqa: B023
+                lambda: _trak_features_cached(path, head(trainer, w), c, x, y, xt, yt, max(a.proj_dims)),  # noqa: B023
             )
 
     def select():

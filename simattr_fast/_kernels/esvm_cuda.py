@@ -74,8 +74,10 @@ def _esvm_topk_cuda(cu, Q, K, k, ql, kl, params):
             *solver_args(params),
         )
         s, i = acc.finalize()
-        kc = np.minimum(k, np.asarray(sizes)[cls])
-        for j, r in enumerate(rows):  # a class smaller than k fills only its first n columns
-            out_s[r, : kc[j]], out_i[r, : kc[j]] = s[j, : kc[j]], i[j, : kc[j]]
+        j0 = 0
+        for c, piece in batch:  # a class smaller than k fills only its first n columns
+            kc, j1 = min(k, sizes[c]), j0 + len(piece)
+            out_s[piece, :kc], out_i[piece, :kc] = s[j0:j1, :kc], i[j0:j1, :kc]
+            j0 = j1
         n_iter[rows], conv[rows] = it, cv.astype(bool)
     return out_s, out_i, n_iter, conv
