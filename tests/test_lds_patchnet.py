@@ -10,6 +10,7 @@ from simattr_fast.evaluation import ResultsStore, lds, subset_margins, subset_ma
 from simattr_fast.evaluation.lds import bootstrap_ci, subset_seeds
 from simattr_fast.evaluation.patchnet import PatchNet, patch_features, patch_filters
 from simattr_fast.evaluation.runner import subset_margins_on
+from simattr_fast.evaluation.trainers import LinearProbe
 
 from helpers.fakes import NoisyLinearTrainer
 
@@ -83,6 +84,30 @@ def test_patchnet_trains_vectorised_like_alone_and_reports_epochs(rng):
     assert [e for e, _ in seen] == [0, 1, 2] and seen[0][1] > seen[2][1] > 0
     m = tr.module(tr.train(np.arange(50), y[:50], [2]), 0)
     assert isinstance(m, torch.nn.Linear) and m.in_features == tr.x_train.shape[1] == 2 * 4 * 4
+
+
+def test_closed_form_linear_gradients_train_as_autograd_does(rng):
+    """The closed-form step for linear heads against the autograd step it replaces: a head
+    wrapped in ``nn.Sequential`` is not an ``nn.Linear``, so it takes the autograd path."""
+    x = rng.standard_normal((97, 7)).astype(np.float32)
+    y = rng.integers(0, 3, 97)
+    relabelled = y.copy()
+    relabelled[:5] = (y[:5] + 1) % 3  # the labels passed to train, not the trainer's, must count
+    tr = LinearProbe(x[:90], y[:90], x[90:], y[90:], epochs=4, batch_size=16, lr=0.05)
+    tr.weight_decay = 1e-2
+    fast = tr.train(np.arange(3, 90), relabelled[:90], [4, 5])
+
+    class Wrapped(LinearProbe):
+        def make(self):
+            return torch.nn.Sequential(super().make())
+
+    slow_tr = Wrapped(x[:90], y[:90], x[90:], y[90:], epochs=4, batch_size=16, lr=0.05)
+    slow_tr.weight_decay = 1e-2
+    slow = slow_tr.train(np.arange(3, 90), relabelled[:90], [4, 5])
+    np.testing.assert_allclose(fast[1]["weight"].detach(), slow[1]["0.weight"].detach(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast[1]["bias"].detach(), slow[1]["0.bias"].detach(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(tr.logits(fast, np.arange(7)), slow_tr.logits(slow, np.arange(7)), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(tr.logits(fast, np.arange(7))[0], tr.logits(fast, np.arange(7))[1])  # seeds differ
 
 
 def test_weight_decay_shrinks_the_head(rng):

@@ -84,18 +84,27 @@ class _Vectorised:
         gens = [torch.Generator().manual_seed(int(s) + 1) for s in seeds]
         steps = max(1, n // self.batch_size)
         total = self.epochs * steps
+        linear = isinstance(models[0], nn.Linear) and not self.x_train.requires_grad
+        xb = torch.empty(0, dtype=self.x_train.dtype)
         for epoch in range(self.epochs):
             orders = torch.stack([torch.randperm(n, generator=g) for g in gens])  # [M, n]: own order per model
             for s in range(steps):
-                pos = indices[orders[:, s * self.batch_size : (s + 1) * self.batch_size].numpy()]  # [M, B]
-                x = self.x_train[torch.as_tensor(pos)].to(self.device)
-                y = labels[torch.as_tensor(pos)].to(self.device)
+                pos = torch.as_tensor(indices[orders[:, s * self.batch_size : (s + 1) * self.batch_size].numpy()])
+                if linear:  # one reused buffer: a fresh 10 MB batch per step costs its page faults
+                    torch.index_select(self.x_train, 0, pos.reshape(-1), out=xb)
+                    x = xb.view(*pos.shape, -1).to(self.device)  # [M, B, D]
+                else:
+                    x = self.x_train[pos].to(self.device)  # [M, B, ...]
+                y = labels[pos].to(self.device)  # [M, B]
                 for g in opt.param_groups:  # linear decay to zero: stable in few epochs
                     g["lr"] = self.lr * (1 - (epoch * steps + s) / total)
-                out = fwd(params, buffers, x)  # [M, B, C]
-                loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1)) * M
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if linear:
+                    _linear_gradients(params["weight"], params["bias"], x, y)
+                else:
+                    out = fwd(params, buffers, x)  # [M, B, C]
+                    loss = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1)) * M
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
                 opt.step()
             if on_epoch is not None:
                 on_epoch(epoch, (fwd, params, buffers), self.lr * (1 - epoch / self.epochs))
@@ -119,6 +128,19 @@ class _Vectorised:
         m = self.make()
         m.load_state_dict({**{k: v[j].detach() for k, v in params.items()}, **{k: v[j] for k, v in buffers.items()}})
         return m.eval()
+
+
+def _linear_gradients(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Sets ``.grad`` of stacked linear heads (weight ``[M, C, D]``, bias ``[M, C]``) to the
+    gradient of each model's mean cross-entropy on its batch (x ``[M, B, D]``, y ``[M, B]``):
+    ``(softmax - onehot) / B`` in closed form. The same gradient autograd gives through
+    ``vmap(functional_call)``, three times faster on a CPU (the vmap'd backward is slow)."""
+    with torch.no_grad():
+        p = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2)).softmax(-1)  # [M, B, C]
+        p.scatter_add_(2, y.unsqueeze(2), torch.full(y.unsqueeze(2).shape, -1.0, dtype=p.dtype, device=p.device))
+        p /= x.shape[1]
+        weight.grad = torch.bmm(p.transpose(1, 2), x)
+        bias.grad = p.sum(1)
 
 
 class SmallCNN(_Vectorised):
