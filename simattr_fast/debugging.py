@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._io import FileFormatError, write_json, write_text
-from ._kernels.validate import check_label_array
+from .label_errors import label_error_scores
+
+__all__ = ["Duplicates", "default_threshold", "find_duplicates", "label_error_scores"]
 
 
 @dataclass
@@ -170,61 +172,3 @@ def _groups(pairs: np.ndarray) -> list:
     for u in list(parent):
         comps.setdefault(find(u), []).append(u)
     return sorted((sorted(g) for g in comps.values()), key=lambda g: (-len(g), g[0]))
-
-
-def label_error_scores(
-    embeddings, labels, *, k: int = 20, temperature: float = 0.02, n_threads=None, progress=None
-) -> np.ndarray:
-    """How likely each training image's label is wrong, from its class-agnostic neighbours.
-
-    The score is the weighted share of the image's ``k`` nearest neighbours (by cosine, over
-    all classes, itself excluded) whose label differs from its own, a neighbour at cosine s
-    weighing ``exp((s - 1) / temperature)`` (the closest count most): 0 when its neighbourhood
-    agrees with its label, near 1 when it sits among another class.
-
-    Parameters
-    ----------
-    embeddings : array [n, d]
-    labels : int array [n]
-    k : int, default 20
-    temperature : float, default 0.02
-        How fast a neighbour's weight falls with its distance (cosine units).
-    n_threads : int or None, default None
-    progress : bool or None, default None
-
-    Returns
-    -------
-    ndarray float64 [n]
-        Higher is more suspicious; rank by it, or take ``scores > 0.5`` as suspected errors.
-
-    Raises
-    ------
-    ValueError, TypeError
-        Bad shapes or label dtypes, k < 1.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from simattr_fast.debugging import label_error_scores
-    >>> x = np.array([[1, 0], [1, .1], [1, -.1], [0, 1], [.1, 1], [1, .05]], np.float32)
-    >>> y = np.array([0, 0, 0, 1, 1, 1])  # the last image sits among class 0
-    >>> int(np.argmax(label_error_scores(x, y, k=3)))
-    5
-    """
-    from . import topk
-
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: expected a positive integer, got {k!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
-    n = len(embeddings)
-    labels = check_label_array("labels", labels, n, "embeddings")
-    kk = min(k + 1, n)
-    s, i = topk(embeddings, embeddings, kk, metric="cosine", n_threads=n_threads, progress=progress)
-    keep = (i != np.arange(n)[:, None]) & (i >= 0)
-    # Keep the k best other images per row (an exact copy can take the self slot's place).
-    keep &= np.cumsum(keep, axis=1) <= k
-    w = np.where(keep, np.exp((np.nan_to_num(s, nan=-1.0).astype(np.float64) - 1.0) / temperature), 0.0)
-    other = labels[np.maximum(i, 0)] != labels[:, None]
-    total = w.sum(1)
-    return np.where(total > 0, (w * other).sum(1) / np.where(total > 0, total, 1), 0.0)

@@ -71,8 +71,80 @@ def _label_scores_reference(x, y, k, temperature=0.02):
 def test_label_error_scores_match_reference(rng, n, k):
     x = np.abs(rng.standard_normal((n, 6))).astype(np.float32) + 0.1
     y = rng.integers(0, 3, n)
-    got = label_error_scores(x, y, k=k)
+    got = label_error_scores(x, y, method="neighbours", k=k)
     assert np.allclose(got, _label_scores_reference(x, y, k), atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [3, 97, 1025])
+def test_lda_scores_match_scikit_learn(rng, n, tmp_path):
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    y = np.arange(n) % 3 + 5  # labels need not start at 0
+    x = (rng.standard_normal((n, 4)) + y[:, None]).astype(np.float32)
+    if n == 3:  # one image per class, fewer than dimensions: only the ridge makes the covariance invertible
+        got = label_error_scores(x, y, method="lda")
+        assert np.isfinite(got).all() and (got >= 0).all() and (got <= 1).all()
+        return
+    ref = LinearDiscriminantAnalysis(solver="lsqr").fit(x.astype(np.float64), y).predict_proba(x.astype(np.float64))
+    want = 1 - ref[np.arange(n), y - 5]
+    got = label_error_scores(x, y, method="lda")
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float16, shape=x.shape)
+    mm[:] = x
+    np.testing.assert_allclose(
+        label_error_scores(mm, y, method="lda"),
+        label_error_scores(x.astype(np.float16).astype(np.float32), y, method="lda"),
+    )
+
+
+def test_ensemble_ranks_both_experts_and_flags_what_both_reject(rng):
+    from scipy.stats import rankdata
+
+    centers = rng.standard_normal((4, 16)) * 3
+    y = rng.integers(0, 4, 1025)
+    x = (centers[y] + rng.standard_normal((1025, 16))).astype(np.float32)
+    noisy = y.copy()
+    flipped = rng.choice(1025, 60, replace=False)
+    noisy[flipped] = (y[flipped] + 1) % 4
+    near = label_error_scores(x, noisy, method="neighbours", k=10)
+    lda = label_error_scores(x, noisy, method="lda")
+    ens = label_error_scores(x, noisy, k=10)
+    combined = 0.7 * rankdata(lda) + 0.3 * rankdata(near)
+    assert (np.diff(ens[np.argsort(combined, kind="stable")]) >= 0).all()  # a monotone map of the rank average
+    assert ((ens > 0.5) == (rankdata(combined) > 1025 - ((lda > 0.5) & (near > 0.5)).sum())).all()
+    assert 0 < (ens > 0.5).sum() < 200 and ens.min() >= 0 and ens.max() <= 1
+    truth = np.isin(np.arange(1025), flipped)
+    auc = {name: _auroc(v, truth) for name, v in (("near", near), ("lda", lda), ("ens", ens))}
+    assert auc["ens"] >= max(auc["near"], auc["lda"]) - 0.01 and auc["ens"] > 0.95, auc
+    only_lda = label_error_scores(x, noisy, k=10, lda_weight=1.0)
+    assert (np.argsort(only_lda, kind="stable")[-20:] == np.argsort(lda, kind="stable")[-20:]).all()
+
+
+def _auroc(scores, positives):
+    from scipy.stats import rankdata
+
+    r, p = rankdata(scores), positives.sum()
+    return (r[positives].sum() - p * (p + 1) / 2) / (p * (len(scores) - p))
+
+
+def test_label_error_scores_edges_and_bad_input(rng):
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    assert label_error_scores(x[:0], np.zeros(0, np.int64)).shape == (0,)
+    one = label_error_scores(x[:1], np.array([2]))
+    assert one.shape == (1,) and one[0] <= 0.5  # nothing to disagree with
+    same = label_error_scores(x, np.zeros(5, np.int64))  # one class: no image is suspect
+    assert (same <= 0.5).all()
+    with pytest.raises(ValueError, match="method: expected one of ensemble, neighbours, lda"):
+        label_error_scores(x, np.zeros(5, np.int64), method="knn")
+    with pytest.raises(ValueError, match="lda_weight"):
+        label_error_scores(x, np.zeros(5, np.int64), lda_weight=1.5)
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    for method in ("lda", "ensemble"):
+        with pytest.raises(ValueError, match="NaN"):
+            label_error_scores(bad, np.arange(5) % 2, method=method)
+    with pytest.raises(ValueError, match="embeddings: expected a 2-D array"):
+        label_error_scores(x[0], np.zeros(3, np.int64))
 
 
 def test_label_errors_find_flipped_labels(rng):

@@ -8,17 +8,25 @@ import io
 import numpy as np
 
 from .._io import write_text
+from ..label_errors import METHODS
 from .common import CliError, load_side
 
 
 def add(sub):
     p = sub.add_parser(
         "label-errors",
-        help="rank training images by how likely their label is wrong (class-agnostic neighbours in the embedding)",
+        help="rank training images by how likely their label is wrong (neighbours and a linear class model "
+        "in the embedding)",
     )
     p.add_argument("--train", required=True, help="training embeddings: an embed folder or a .npy [n, d]")
     p.add_argument("--train-labels", help=".npy int [n] (only with a .npy --train)")
     p.add_argument("--out", required=True, help="CSV to write: rank, index, label, score (most suspicious first)")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="ensemble",
+        help="ensemble (default): rank average of the neighbours' disagreement and the LDA posterior; or either alone",
+    )
     p.add_argument("--k", type=int, default=20, help="neighbours per image (default 20)")
     p.add_argument("--top", type=int, default=10, help="suspects printed (default 10)")
     p.set_defaults(func=label_errors_cmd)
@@ -32,7 +40,7 @@ def label_errors_cmd(args) -> int:
         labels = getattr(train, "labels", None)
     if labels is None:
         raise CliError("--train-labels: label errors need the training labels (.npy)")
-    scores = label_error_scores(getattr(train, "features", train), labels, k=args.k)
+    scores = label_error_scores(getattr(train, "features", train), labels, method=args.method, k=args.k)
     order = np.argsort(-scores, kind="stable")
     buf = io.StringIO()
     w = csv.writer(buf)
