@@ -6,6 +6,7 @@ function(simattr_add_core name)
   add_library(${name} STATIC
     ${SIMATTR_SRC_DIR}/cpu/blas.cpp
     ${SIMATTR_SRC_DIR}/cpu/topk_cpu.cpp
+    ${SIMATTR_SRC_DIR}/cpu/prefilter_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/dcd_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/newton.cpp
     ${SIMATTR_SRC_DIR}/cpu/esvm_cpu.cpp)

@@ -34,6 +34,10 @@ public:
     // Rows with fewer than k candidates are padded with score NaN and id -1.
     void finalize(float* out_scores, int64_t* out_ids, const int64_t* row_map, int n_threads);
 
+    // A score that at least k of the candidates offered to `row` so far reach (-inf before
+    // k have been offered): a lower bound of the row's final k-th best score.
+    float threshold(int64_t row) const { return worst_score_[row]; }
+
     // Scratch score tile reused across calls (saves re-faulting fresh pages every block).
     float* scratch(size_t n_floats) {
         if (tile_.size() < n_floats) tile_.resize(n_floats);
@@ -62,8 +66,16 @@ private:
 // micro-kernel, whose result for a pair does not depend on where the pair sits (unlike a BLAS
 // GEMM's), so results do not depend on threads, blocks or batches.
 // Accumulator rows row0 .. row0+nq receive the scores. Uses a bounded scratch tile.
+// With `prefilter` set, many queries against many keys take the bfloat16 first pass of
+// cpu/prefilter.h where the CPU has it: the same result, fewer float32 products.
 void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
           int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, TopkAccumulator& acc,
-          int64_t row0, int n_threads);
+          int64_t row0, int n_threads, bool prefilter = false);
+
+// Exact scores q . keys[rows[j]] for j < n into out[n], bit for bit the scores topk()'s
+// micro-kernel gives the same pairs (keys row-major with row stride ldk; q [d]). `buf` is
+// scratch. For the prefilter's re-scoring.
+void score_rows(const float* q, const float* keys, int64_t ldk, const int64_t* rows, int64_t n, int64_t d,
+                float* out, std::vector<float>& buf);
 
 }  // namespace simattr

@@ -5,6 +5,7 @@
 
 #include "common/parallel.h"
 #include "common/simd.h"
+#include "cpu/prefilter.h"
 #include "cpu/topk.h"
 
 namespace simattr {
@@ -202,6 +203,18 @@ SIMATTR_CLONES void micro_tile(const float* q, int64_t ldq, const float* panel, 
     for (int i = 0; i < kMR; ++i) __builtin_memcpy(out + i * ldo, &accs[i], sizeof(v16));
 }
 
+// One query against a panel of 16 keys: the same per-lane multiply-adds, in the same order and
+// in the same clone, as micro_tile (so the same compiler contraction), hence the same bits.
+SIMATTR_CLONES void micro_row(const float* q, const float* panel, int64_t d, float* out) {
+    v16 acc = {};
+    for (int64_t c = 0; c < d; ++c) {
+        v16 p;
+        __builtin_memcpy(&p, panel + c * kNR, sizeof(p));
+        acc += q[c] * p;
+    }
+    __builtin_memcpy(out, &acc, sizeof(v16));
+}
+
 // out[kQueryTile, kKeyTile] = Q K^T for queries [qn, d] and keys [kn, d] (row strides ldq,
 // ldk); rows beyond qn and kn are zero.
 float* score_tile(const float* queries, int64_t ldq, int64_t qn, const float* keys, int64_t ldk, int64_t kn,
@@ -240,12 +253,33 @@ void to_l2(float* tile, int64_t rows, int64_t ld, const float* sq, int64_t cols)
 
 }  // namespace
 
+void score_rows(const float* q, const float* keys, int64_t ldk, const int64_t* rows, int64_t n, int64_t d,
+                float* out, std::vector<float>& buf) {
+    buf.resize(size_t(kNR * d + kNR));
+    float* panel = buf.data();
+    float* tmp = buf.data() + kNR * d;
+    for (int64_t j0 = 0; j0 < n; j0 += kNR) {
+        const int64_t m = std::min<int64_t>(kNR, n - j0);
+        const float* src[kNR];
+        for (int64_t r = 0; r < kNR; ++r) src[r] = keys + rows[j0 + std::min<int64_t>(r, m - 1)] * ldk;
+        for (int64_t c = 0; c < d; ++c)  // padding lanes repeat the last key; their scores are dropped
+            for (int64_t r = 0; r < kNR; ++r) panel[c * kNR + r] = src[r][c];
+        micro_row(q, panel, d, tmp);
+        std::copy(tmp, tmp + m, out + j0);
+    }
+}
+
 void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
           int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, TopkAccumulator& acc,
-          int64_t row0, int n_threads) {
+          int64_t row0, int n_threads, bool prefilter) {
     const int nt = resolve_threads(n_threads);
     const int64_t n_qtiles = (nq + kQueryTile - 1) / kQueryTile;
     const int64_t n_ktiles = (nb + kKeyTile - 1) / kKeyTile;
+    // The first pass pays where each query meets many more keys than it keeps.
+    if (prefilter && nb >= 8 * acc.k() && nb >= 2 * kKeyTile && bf16_prefilter_available()) {
+        topk_prefiltered(queries, ldq, nq, keys, ldk, nb, d, ids, key_sq_norms, metric, acc, row0, n_threads);
+        return;
+    }
     if (n_qtiles >= 2 * nt || n_ktiles == 1) {
         // Many queries: each thread owns whole query tiles (so accumulator rows are never
         // shared) and selects from each score tile while it is still in cache.

@@ -8,6 +8,7 @@
 
 #include "common/parallel.h"
 #include "cpu/esvm.h"
+#include "cpu/prefilter.h"
 #include "cpu/topk.h"
 #include "python/bind_common.h"
 
@@ -39,7 +40,7 @@ void set_blas(py::capsule sgemm, py::capsule dgemm, py::capsule dpotrf, py::caps
 }
 
 void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I64& ids,
-             py::object key_sq_norms, Metric metric, int64_t row0, int n_threads) {
+             py::object key_sq_norms, Metric metric, int64_t row0, int n_threads, bool prefilter) {
     require(queries.ndim() == 2 && keys.ndim() == 2 && ids.ndim() == 1, "topk: bad ndim");
     const int64_t nq = queries.shape(0), d = queries.shape(1), nb = keys.shape(0);
     require(keys.shape(1) == d && ids.shape(0) == nb, "topk: shape mismatch");
@@ -53,7 +54,8 @@ void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I6
     }
     require(metric != Metric::L2 || sq != nullptr, "topk: L2 needs key_sq_norms");
     py::gil_scoped_release nogil;
-    topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, metric, acc, row0, n_threads);
+    topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, metric, acc, row0, n_threads,
+         prefilter);
 }
 
 py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {
@@ -129,7 +131,13 @@ PYBIND11_MODULE(_cpu, m) {
              py::arg("row_map").noconvert(), py::arg("n_threads") = 0);
     m.def("topk", &topk_py, py::arg("acc"), py::arg("queries").noconvert(), py::arg("keys").noconvert(),
           py::arg("ids").noconvert(), py::arg("key_sq_norms"), py::arg("metric"), py::arg("row0"),
-          py::arg("n_threads") = 0);
+          py::arg("n_threads") = 0, py::arg("prefilter") = false);
+    m.def("bf16_prefilter_available", &bf16_prefilter_available);
+    m.def("prefilter_stats", [] {
+        const PrefilterStats st = prefilter_stats();
+        return py::make_tuple(st.pairs, st.candidates);
+    });
+    m.def("reset_prefilter_stats", &reset_prefilter_stats);
     m.def("esvm_topk", &esvm_topk_py, py::arg("acc"), py::arg("queries").noconvert(),
           py::arg("keys").noconvert(), py::arg("key_ids").noconvert(), py::arg("query_ids").noconvert(),
           py::arg("C"), py::arg("squared_hinge"), py::arg("intercept_scaling"), py::arg("tol"),

@@ -47,7 +47,11 @@ def topk(
     metric: Metric,
     row0: int,
     n_threads: int = 0,
+    prefilter: bool = False,  # the bfloat16 first pass (same result) where the CPU has it
 ) -> None: ...
+def bf16_prefilter_available() -> bool: ...
+def prefilter_stats() -> tuple[int, int]: ...  # (pairs scored in bfloat16, candidates re-scored)
+def reset_prefilter_stats() -> None: ...
 def esvm_topk(
     acc: TopkAccumulator,
     queries: npt.NDArray[np.float32],  # [m, d]
