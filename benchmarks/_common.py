@@ -56,3 +56,36 @@ def write_json(path: str, payload: dict) -> None:
     with open(path, "w") as f:
         json.dump(payload, f, indent=2)
     print(f"wrote {path}")
+
+
+class Features:
+    """Images -> features: raw pixels / 255, or a backbone's embeddings."""
+
+    def __init__(self, checkpoint=None):
+        self.checkpoint = checkpoint
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        if self.checkpoint is None:
+            return images.reshape(len(images), -1).astype(np.float32) / 255
+        import tempfile
+
+        from simattr_fast.datasets import ArrayDataset
+        from simattr_fast.embed import embed
+
+        data = ArrayDataset(images, np.zeros(len(images), np.int64))
+        e = embed(
+            data, tempfile.mkdtemp(), backbone="small_cnn", checkpoint=self.checkpoint, dtype="float32", progress=False
+        )
+        return np.asarray(e.features)
+
+
+def fashion_features(checkpoint=None):
+    """Fashion-MNIST as (train features [60000, d], train labels, test features [10000, d], test
+    labels): a SimCLR backbone's embeddings when ``checkpoint`` exists (bench_ssl.py writes one
+    to benchmarks/out/ssl_fashion/), raw pixels / 255 otherwise."""
+    from simattr_fast.datasets import load_fashion_mnist
+
+    xtr, ytr = load_fashion_mnist("train")
+    xte, yte = load_fashion_mnist("test")
+    f = Features(checkpoint if checkpoint and os.path.exists(checkpoint) else None)
+    return f(xtr), ytr, f(xte), yte

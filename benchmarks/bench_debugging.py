@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from _common import machine, write_json
+from _common import Features, machine, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAIRS = [(0, 6), (2, 4), (7, 9), (5, 7)]  # confusable Fashion-MNIST classes
@@ -187,27 +187,6 @@ def leakage(train, test, a):
     out["leaks_not_injected"] = len(found - injected)
     print("leakage", json.dumps(out), flush=True)
     return out
-
-
-class Features:
-    """Images -> features: raw pixels / 255, or a backbone's embeddings."""
-
-    def __init__(self, checkpoint=None):
-        self.checkpoint = checkpoint
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        if self.checkpoint is None:
-            return images.reshape(len(images), -1).astype(np.float32) / 255
-        import tempfile
-
-        from simattr_fast.datasets import ArrayDataset
-        from simattr_fast.embed import embed
-
-        data = ArrayDataset(images, np.zeros(len(images), np.int64))
-        e = embed(
-            data, tempfile.mkdtemp(), backbone="small_cnn", checkpoint=self.checkpoint, dtype="float32", progress=False
-        )
-        return np.asarray(e.features)
 
 
 def main():
