@@ -92,13 +92,32 @@ def test_class_conditioned(monkeypatch, rng):
 def test_setting_is_checked_and_off_never_runs_the_first_pass(monkeypatch, rng):
     q = rng.standard_normal((20, 8)).astype(np.float32)
     x = rng.standard_normal((3000, 8)).astype(np.float32)
-    monkeypatch.delenv("SIMATTR_PREFILTER", raising=False)  # off unless asked for
-    for flag in (None, "off", "0"):
-        if flag is not None:
-            monkeypatch.setenv("SIMATTR_PREFILTER", flag)
+    for flag in ("off", "OFF "):
+        monkeypatch.setenv("SIMATTR_PREFILTER", flag)
         cpu.reset_prefilter_stats()
         sa.topk(q, x, 5)
         assert cpu.prefilter_stats() == (0, 0)
     monkeypatch.setenv("SIMATTR_PREFILTER", "sometimes")
-    with pytest.raises(ValueError, match="SIMATTR_PREFILTER: expected on or off"):
+    with pytest.raises(ValueError, match="SIMATTR_PREFILTER: expected one of auto, on, off"):
         sa.topk(q, x, 5)
+
+
+@needs_bf16
+def test_auto_keeps_the_first_pass_only_where_candidates_are_few(monkeypatch, rng):
+    """auto (the default) runs the first query tiles with the first pass and the rest with it
+    only if they left few candidates; either way the result is the float32 path's."""
+    monkeypatch.delenv("SIMATTR_PREFILTER", raising=False)
+    nq, nb = 1100, 4096  # more queries than the probe (128 per thread, at most 2 threads here)
+    q = rng.standard_normal((nq, 64)).astype(np.float32)
+    x = rng.standard_normal((nb, 64)).astype(np.float32)
+    for k, dense in ((3, False), (500, True)):  # 500 of 4096: far more than 1% of pairs re-scored
+        cpu.reset_prefilter_stats()
+        got = sa.topk(q, x, k, n_threads=2)
+        pairs, candidates = cpu.prefilter_stats()
+        monkeypatch.setenv("SIMATTR_PREFILTER", "off")
+        assert_identical(got, sa.topk(q, x, k, n_threads=2))
+        monkeypatch.delenv("SIMATTR_PREFILTER")
+        if dense:
+            assert pairs == 2 * 128 * nb and candidates > 0.01 * pairs  # the probe only
+        else:
+            assert pairs == nq * nb and candidates < 0.01 * pairs  # everything

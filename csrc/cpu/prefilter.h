@@ -17,10 +17,11 @@ namespace simattr {
 // True when the CPU (and the OS) support AVX512-BF16 dot products.
 bool bf16_prefilter_available();
 
-// Same contract as topk() (cpu/topk.h). Requires bf16_prefilter_available().
-void topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
-                      int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
-                      TopkAccumulator& acc, int64_t row0, int n_threads);
+// Same contract as topk() (cpu/topk.h). Requires bf16_prefilter_available(). Returns the
+// number of candidates it re-scored in float32.
+int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
+                         int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
+                         TopkAccumulator& acc, int64_t row0, int n_threads);
 
 // Statistics of the calls so far in this process (for benchmarks): pairs scored in bfloat16
 // and candidates re-scored in float32.

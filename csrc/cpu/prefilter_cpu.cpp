@@ -1,23 +1,24 @@
 // Exact top-k with a bfloat16 first pass: see cpu/prefilter.h for the contract.
 //
 // Why the candidates are enough (the bound). Let q, x be float32 vectors of length d, s the
-// float32 score the exact micro-kernel computes, and s~ the first pass's score: each element
-// rounded to bfloat16 (round to nearest even, unit roundoff u = 2^-8, so |bf(a) - a| <= u|a|
-// for normal a), products formed exactly in float32 (8-bit significands multiply into 16 bits),
-// and summed in float32 by VDPBF16PS (unit roundoff v = 2^-24, at most d' = d + 1 roundings per
-// lane, d' counting the zero element that pads an odd d). Then
-//   |bf(q_c) bf(x_c) - q_c x_c| <= (2u + u^2) |q_c x_c|,
-//   |fl(sum) - sum| <= g(d') * sum_c |bf(q_c) bf(x_c)| <= g(d') (1 + u)^2 sum_c |q_c x_c|,
-// with g(n) = n v / (1 - n v), and by Cauchy-Schwarz sum_c |q_c x_c| <= |q| |x|. The exact
-// path's s (one multiply-add per element, at most 2d roundings) is within g(2d) |q| |x| of the
-// real dot product. So |s - s~| <= c |q| |x| with c = 2u + u^2 + g(d') (1 + u)^2 + g(2d). The
-// instruction treats bfloat16 denormals as zero and flushes denormal results: every element
-// so flushed moves a product by at most 2^-126 times the other element, every flushed product
-// or partial sum by at most 2^-126, which adds eta = 2^-126 (sqrt(d) (|q| + |x|) + 3 d') (the
-// exact path's own gradual underflow, at most 2^-149 per operation, fits inside it). An
-// element that overflows bfloat16 makes s~ non-finite; such a pair is always a candidate.
-// The bound is evaluated in double from norms computed in double, and inflated by 2^-30 of
-// itself, far more than the rounding of that evaluation.
+// float32 score the exact micro-kernel computes, and s~ the first pass's score. VDPBF16PS reads
+// q~ and x~: each element rounded to bfloat16 (round to nearest even), a bfloat16 denormal read
+// as zero. Write dq = q - q~ and dx = x - x~ (both known exactly: we round the same way). Then
+//   q.x - q~.x~ = q.dx + dq.x~,   so   |q.x - q~.x~| <= |q| |dx| + |dq| |x~|   (Cauchy-Schwarz).
+// The products q~_c x~_c are exact in float32 (8-bit significands multiply into 16 bits) unless
+// they fall below 2^-126, where the instruction flushes them (an error of at most 2^-126 each);
+// the float32 sum (unit roundoff v = 2^-24, at most d' = d + 1 roundings per lane, d' counting
+// the zero that pads an odd d, each flushed partial sum off by at most 2^-126) is within
+// g(d') sum_c |q~_c x~_c| <= g(d') |q~| |x~| of the exact sum, g(n) = n v / (1 - n v). The exact
+// path's s (one multiply-add per element, at most 2d roundings; gradual underflow at most
+// 2^-149 per operation) is within g(2d) |q| |x| + 2d 2^-149 of the real q.x. So
+//   |s - s~| <= E = |q| |dx| + |dq| |x~| + g(d') |q~| |x~| + g(2d) |q| |x| + 3 d' 2^-126.
+// Typical |dx| is near 2^-8 / sqrt(3) |x| (not the worst case 2^-8 |x|), so E is about half of
+// the plain 2 * 2^-8 |q| |x| bound, and so is the band of candidates it leaves. An element that
+// overflows bfloat16 makes s~ non-finite; such a pair is always a candidate. E is evaluated in
+// double from norms computed in double and rounded up, then inflated by 2^-30 of itself, far
+// more than the rounding of that evaluation; the vectorised float test that comes first
+// inflates every term by 2^-20 and so never drops a key the double test keeps.
 //
 // Selection. With E the bound of a pair, every score lies in [s~ - E, s~ + E]. The k-th best
 // lower bound T of any set of keys is at most the k-th best exact score of that set, and so
@@ -37,6 +38,7 @@
 #include <vector>
 
 #include "common/parallel.h"
+#include "common/simd.h"
 
 namespace simattr {
 
@@ -87,34 +89,92 @@ __attribute__((target("avx512f,avx512bf16"))) void bf16_micro(const uint32_t* q,
 }
 
 struct Bound {
-    double c;     // relative part, times |q| |x|
-    double eta;   // 2^-126, the absolute part's unit
-    double sqd;   // sqrt(d)
-    double dpad;  // d'
+    double gd, g2d;  // g(d') and g(2d)
+    double abs;      // 3 d' 2^-126
 };
 
 Bound make_bound(int64_t d) {
-    const double u = std::ldexp(1.0, -8), v = std::ldexp(1.0, -24), dp = double(d + d % 2);
+    const double v = std::ldexp(1.0, -24), dp = double(d + d % 2);
     auto g = [v](double n) { return n * v / (1.0 - n * v); };
-    Bound b;
-    b.c = (2 * u + u * u + g(dp) * (1 + u) * (1 + u) + g(2.0 * d)) * (1 + std::ldexp(1.0, -30));
-    b.eta = std::ldexp(1.0, -126) * (1 + std::ldexp(1.0, -30));
-    b.sqd = std::sqrt(double(d));
-    b.dpad = dp;
-    return b;
+    return Bound{g(dp), g(2.0 * d), 3 * dp * std::ldexp(1.0, -126)};
 }
 
-double norm_up(const float* x, int64_t d) {
-    double s = 0;
-    for (int64_t c = 0; c < d; ++c) s += double(x[c]) * double(x[c]);
-    return std::sqrt(s) * (1 + std::ldexp(1.0, -40));
+// The norms of a row the bound needs, each rounded up: |x|, |x - x~| and |x~|.
+struct Norms {
+    double x = 0, dx = 0, xt = 0;
+};
+
+Norms row_norms(const float* x, int64_t d) {
+    Norms n;
+    for (int64_t c = 0; c < d; ++c) {
+        const uint32_t bits = bf16_bits(x[c]) << 16;
+        float xt;
+        std::memcpy(&xt, &bits, 4);
+        if ((bits & 0x7f800000u) == 0) xt = 0.f;      // a bfloat16 denormal reads as zero
+        const double xc = x[c], e = xc - double(xt);  // exact: xt is xc rounded to 8 bits
+        n.x += xc * xc;
+        n.dx += e * e;
+        n.xt += double(xt) * double(xt);
+    }
+    const double up = 1 + std::ldexp(1.0, -40);
+    n.x = std::sqrt(n.x) * up;
+    n.dx = std::sqrt(n.dx) * up;
+    n.xt = std::sqrt(n.xt) * up;
+    return n;
+}
+
+// E for a query and a key (see the proof at the top), in double.
+inline double pair_bound(const Bound& bd, const Norms& q, const Norms& x) {
+    return (q.x * x.dx + q.dx * x.xt + bd.gd * q.xt * x.xt + bd.g2d * q.x * x.x + bd.abs) *
+           (1 + std::ldexp(1.0, -30));
+}
+
+// Rounds up a non-negative double to a float that is at least it.
+inline float float_up(double x) {
+    float f = float(x);
+    return double(f) >= x ? f : std::nextafter(f, std::numeric_limits<float>::infinity());
+}
+
+// The keys of one call, packed once for every query tile: bfloat16 pairs in panels
+// [panels][dp][16] (zero keys pad the last pair of panels), each key's norms (for the double
+// bound) and, rounded up by 2^-20 into floats for the vectorised filter, |dx|, |x~| and |x|.
+struct PackedKeys {
+    std::vector<uint32_t> pairs;
+    std::vector<Norms> norms;
+    std::vector<float> dx, xt, x;
+};
+
+inline float inflated(double v) {
+    return float_up(v * (1 + std::ldexp(1.0, -20)));
+}
+
+void pack_keys(const float* keys, int64_t ldk, int64_t nb, int64_t d, PackedKeys& pk, int nt) {
+    const int64_t dp = (d + 1) / 2, panels = (nb + 2 * kPanel - 1) / (2 * kPanel) * 2;
+    pk.pairs.resize(size_t(panels * dp * kPanel));
+    pk.norms.resize(size_t(nb));
+    pk.dx.resize(size_t(nb));
+    pk.xt.resize(size_t(nb));
+    pk.x.resize(size_t(nb));
+    parallel_for(panels, nt, [&](int64_t p) {
+        uint32_t* dst = pk.pairs.data() + p * dp * kPanel;
+        std::fill(dst, dst + dp * kPanel, 0u);
+        for (int64_t r = p * kPanel; r < std::min(nb, (p + 1) * kPanel); ++r) {
+            const float* src = keys + r * ldk;
+            pack_pairs(src, d, dst + (r % kPanel), kPanel);
+            const Norms n = row_norms(src, d);
+            pk.norms[size_t(r)] = n;
+            pk.dx[size_t(r)] = inflated(n.dx);
+            pk.xt[size_t(r)] = inflated(n.xt);
+            pk.x[size_t(r)] = inflated(n.x);
+        }
+    });
 }
 
 // A thread's scratch for one query tile.
 struct Scratch {
-    std::vector<uint32_t> q, k;             // packed query rows [kRows][dp], key panels [kSub/16][dp][16]
+    std::vector<uint32_t> q;                // packed query rows [kRows][dp]
     std::vector<float> approx;              // [kRows, kSub]
-    std::vector<double> knorm, lower;       // [kSub]; lower bounds of one row's candidates
+    std::vector<double> lower;              // lower bounds of one row's candidates
     std::vector<std::vector<double>> best;  // [kRows][<= k + kSub]: each row's best lower bounds
     std::vector<std::vector<std::pair<double, int64_t>>> pending;  // [kRows]: candidates not yet re-scored
     std::vector<int64_t> cand, rows;  // a row's candidates (local), their key rows
@@ -122,20 +182,52 @@ struct Scratch {
     std::vector<float> exact, buf;
 };
 
-// Keys [k0, k0 + n) of the block against the tile's packed queries: approx [rows8, n].
-void score_block(Scratch& s, int64_t rows8, int64_t dp, const float* keys, int64_t ldk, int64_t k0, int64_t n,
-                 int64_t d) {
-    const int64_t panels = (n + 2 * kPanel - 1) / (2 * kPanel) * 2;  // whole panel pairs
-    s.k.assign(size_t(panels * dp * kPanel), 0u);
-    for (int64_t r = 0; r < n; ++r) {
-        const float* src = keys + (k0 + r) * ldk;
-        pack_pairs(src, d, s.k.data() + (r / kPanel) * dp * kPanel + (r % kPanel), kPanel);
-        s.knorm[size_t(r)] = norm_up(src, d);
-    }
+// Keys [k0, k0 + n) (k0 a multiple of 2 panels) against the tile's packed queries: approx [rows8, n].
+void score_block(Scratch& s, int64_t rows8, int64_t dp, const PackedKeys& pk, int64_t k0, int64_t n) {
+    const int64_t p0 = k0 / kPanel, panels = (n + 2 * kPanel - 1) / (2 * kPanel) * 2;
     for (int64_t p = 0; p < panels; p += 2)
         for (int64_t i = 0; i < rows8; i += 8)
-            bf16_micro(s.q.data() + i * dp, dp, s.k.data() + p * dp * kPanel,
+            bf16_micro(s.q.data() + i * dp, dp, pk.pairs.data() + (p0 + p) * dp * kPanel,
                        s.approx.data() + i * kSub + p * kPanel, kSub);
+}
+
+// The per-query factors of the float test: E <= f.dx * key dx + f.xt * key xt + f.x * key x + f.abs.
+struct QueryFactors {
+    float dx, xt, x, abs;
+};
+
+QueryFactors query_factors(const Bound& bd, const Norms& q) {
+    return QueryFactors{inflated(q.x), inflated(q.dx + bd.gd * q.xt), inflated(bd.g2d * q.x),
+                        inflated(bd.abs)};
+}
+
+// Local indices j < n whose upper bound may reach `floor`, by a float test that never drops
+// one the double bound keeps: every float term is inflated by 2^-20 or more, and 2^-21 of the
+// score terms' magnitude covers the roundings of the sums. NaN and infinities pass.
+SIMATTR_CLONES int64_t float_filter(const float* a, int64_t n, const QueryFactors& f, const float* dx,
+                                    const float* xt, const float* x, const float* sq, double floor,
+                                    int64_t* out) {
+    float fl = float(floor);
+    if (double(fl) > floor) fl = std::nextafter(fl, -std::numeric_limits<float>::infinity());
+    const float slack = std::ldexp(1.f, -21);
+    int64_t cnt = 0;
+    if (sq == nullptr) {
+        for (int64_t j = 0; j < n; ++j) {
+            const float e = f.dx * dx[j] + f.xt * xt[j] + f.x * x[j] + f.abs;
+            const float u = a[j] + (e * 1.0000153f + slack * std::fabs(a[j]));
+            out[cnt] = j;
+            cnt += !(u < fl);
+        }
+    } else {
+        for (int64_t j = 0; j < n; ++j) {
+            const float e = f.dx * dx[j] + f.xt * xt[j] + f.x * x[j] + f.abs;
+            const float u =
+                (2 * a[j] - sq[j]) + (2.0078125f * e + slack * (2 * std::fabs(a[j]) + std::fabs(sq[j])));
+            out[cnt] = j;
+            cnt += !(u < fl);
+        }
+    }
+    return cnt;
 }
 
 }  // namespace
@@ -161,39 +253,49 @@ void reset_prefilter_stats() {
     g_candidates = 0;
 }
 
-void topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
-                      int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
-                      TopkAccumulator& acc, int64_t row0, int n_threads) {
+int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
+                         int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
+                         TopkAccumulator& acc, int64_t row0, int n_threads) {
     const Bound bd = make_bound(d);
     const int64_t dp = (d + 1) / 2, k = acc.k();
     const bool l2 = metric == Metric::L2;
     const double inf = std::numeric_limits<double>::infinity();
-    parallel_for((nq + kRows - 1) / kRows, resolve_threads(n_threads), [&](int64_t t) {
+    const int nt = resolve_threads(n_threads);
+    // The caller's thread keeps the buffers across the calls of a stream. (A thread_local
+    // named inside the worker lambda would be each worker's own: take a reference here.)
+    thread_local PackedKeys packed;
+    PackedKeys& pk = packed;
+    pack_keys(keys, ldk, nb, d, pk, nt);
+    std::atomic<int64_t> total{0};
+    parallel_for((nq + kRows - 1) / kRows, nt, [&](int64_t t) {
         thread_local Scratch s;
         const int64_t q0 = t * kRows, qn = std::min(kRows, nq - q0), rows8 = (qn + 7) / 8 * 8;
         s.q.assign(size_t(rows8 * dp), 0u);
-        double qnorm[kRows], qeta[kRows], floor[kRows];
+        Norms qnorm[kRows];
+        double floor[kRows];
         for (int64_t r = 0; r < qn; ++r) {
             pack_pairs(queries + (q0 + r) * ldq, d, s.q.data() + r * dp, 1);
-            qnorm[r] = norm_up(queries + (q0 + r) * ldq, d);
-            qeta[r] = bd.eta * (bd.sqd * qnorm[r] + 3 * bd.dpad);
+            qnorm[r] = row_norms(queries + (q0 + r) * ldq, d);
             floor[r] = double(acc.threshold(row0 + q0 + r));  // a lower bound of the final k-th score
         }
         s.approx.resize(size_t(kRows * kSub));
-        s.knorm.resize(size_t(kSub));
+        s.cand.resize(size_t(kSub));
         s.best.resize(size_t(kRows));
         s.pending.resize(size_t(kRows));
         int64_t pairs = 0, candidates = 0;
-        for (int64_t k0 = 0; k0 < nb; k0 += kSub) {
-            const int64_t n = std::min(kSub, nb - k0);
-            score_block(s, rows8, dp, keys, ldk, k0, n, d);
+        // The first chunk is short: every key of it passes the empty floor, so it only needs
+        // to be long enough to set one (4k keys); the rest go kSub at a time.
+        const int64_t first =
+            std::min(kSub, (std::max<int64_t>(4 * k, 512) + 2 * kPanel - 1) / (2 * kPanel) * 2 * kPanel);
+        for (int64_t k0 = 0, n = 0; k0 < nb; k0 += n) {
+            n = std::min(k0 == 0 ? first : kSub, nb - k0);
+            score_block(s, rows8, dp, pk, k0, n);
             for (int64_t r = 0; r < qn; ++r) {
                 const float* a = s.approx.data() + r * kSub;
-                const double cq = bd.c * qnorm[r];
                 // (score, bound) of key j for this row: the approximate score in the metric's
                 // units (L2: 2 q.x - |x|^2, whose float32 subtraction adds one rounding).
                 auto scored = [&](int64_t j, double& e) {
-                    e = cq * s.knorm[size_t(j)] + qeta[r] + bd.eta * bd.sqd * s.knorm[size_t(j)];
+                    e = pair_bound(bd, qnorm[r], pk.norms[size_t(k0 + j)]);
                     double sc = double(a[j]);
                     if (l2) {
                         sc = 2 * sc - double(key_sq_norms[k0 + j]);
@@ -201,13 +303,17 @@ void topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float
                     }
                     return sc;
                 };
-                s.cand.clear();
+                const int64_t passed =
+                    float_filter(a, n, query_factors(bd, qnorm[r]), pk.dx.data() + k0, pk.xt.data() + k0,
+                                 pk.x.data() + k0, l2 ? key_sq_norms + k0 : nullptr, floor[r], s.cand.data());
                 s.lower.clear();
-                for (int64_t j = 0; j < n; ++j) {  // keys whose upper bound reaches the floor
+                size_t nc = 0;
+                for (int64_t c = 0; c < passed; ++c) {  // the double bound on the few that pass
+                    const int64_t j = s.cand[size_t(c)];
                     double e;
                     const double sc = scored(j, e);
                     if (!std::isfinite(sc) || sc + e >= floor[r]) {
-                        s.cand.push_back(j);
+                        s.cand[nc++] = j;
                         s.lower.push_back(std::isfinite(sc) ? sc - e : -inf);
                     }
                 }
@@ -216,7 +322,8 @@ void topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float
                 std::vector<double>& best = s.best[size_t(r)];
                 if (k0 == 0) best.clear();
                 best.insert(best.end(), s.lower.begin(), s.lower.end());
-                if (int64_t(best.size()) >= k) {
+                if (int64_t(best.size()) >= 2 * k ||
+                    (k0 == 0 && int64_t(best.size()) >= k)) {  // amortised cut
                     std::nth_element(best.begin(), best.begin() + (k - 1), best.end(),
                                      std::greater<double>());
                     best.resize(size_t(k));
@@ -230,7 +337,8 @@ void topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float
                 for (const auto& c : pend)
                     if (c.first >= floor[r]) pend[kept++] = c;
                 pend.resize(kept);
-                for (const int64_t j : s.cand) {
+                for (size_t c = 0; c < nc; ++c) {
+                    const int64_t j = s.cand[c];
                     double e;
                     const double sc = scored(j, e);
                     if (!std::isfinite(sc)) {
@@ -261,7 +369,9 @@ void topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float
         }
         g_pairs += pairs;
         g_candidates += candidates;
+        total += candidates;
     });
+    return total.load();
 }
 
 }  // namespace simattr

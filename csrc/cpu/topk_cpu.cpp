@@ -271,15 +271,26 @@ void score_rows(const float* q, const float* keys, int64_t ldk, const int64_t* r
 
 void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
           int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, TopkAccumulator& acc,
-          int64_t row0, int n_threads, bool prefilter) {
+          int64_t row0, int n_threads, Prefilter prefilter) {
     const int nt = resolve_threads(n_threads);
+    // The first pass can pay only where each query meets many more keys than it keeps.
+    if (prefilter != Prefilter::Off && nb >= 8 * acc.k() && nb >= 2 * kKeyTile &&
+        bf16_prefilter_available()) {
+        const int64_t probe = prefilter == Prefilter::On ? nq : std::min(nq, kQueryTile * nt);
+        const int64_t cand = topk_prefiltered(queries, ldq, probe, keys, ldk, nb, d, ids, key_sq_norms,
+                                              metric, acc, row0, n_threads);
+        if (probe == nq) return;
+        if (double(cand) <= kAutoDensity * double(probe) * double(nb)) {
+            topk_prefiltered(queries + probe * ldq, ldq, nq - probe, keys, ldk, nb, d, ids, key_sq_norms,
+                             metric, acc, row0 + probe, n_threads);
+            return;
+        }
+        queries += probe * ldq;  // too many candidates: the rest take the float32 path
+        nq -= probe;
+        row0 += probe;
+    }
     const int64_t n_qtiles = (nq + kQueryTile - 1) / kQueryTile;
     const int64_t n_ktiles = (nb + kKeyTile - 1) / kKeyTile;
-    // The first pass pays where each query meets many more keys than it keeps.
-    if (prefilter && nb >= 8 * acc.k() && nb >= 2 * kKeyTile && bf16_prefilter_available()) {
-        topk_prefiltered(queries, ldq, nq, keys, ldk, nb, d, ids, key_sq_norms, metric, acc, row0, n_threads);
-        return;
-    }
     if (n_qtiles >= 2 * nt || n_ktiles == 1) {
         // Many queries: each thread owns whole query tiles (so accumulator rows are never
         // shared) and selects from each score tile while it is still in cache.

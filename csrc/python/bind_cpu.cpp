@@ -40,7 +40,7 @@ void set_blas(py::capsule sgemm, py::capsule dgemm, py::capsule dpotrf, py::caps
 }
 
 void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I64& ids,
-             py::object key_sq_norms, Metric metric, int64_t row0, int n_threads, bool prefilter) {
+             py::object key_sq_norms, Metric metric, int64_t row0, int n_threads, int prefilter) {
     require(queries.ndim() == 2 && keys.ndim() == 2 && ids.ndim() == 1, "topk: bad ndim");
     const int64_t nq = queries.shape(0), d = queries.shape(1), nb = keys.shape(0);
     require(keys.shape(1) == d && ids.shape(0) == nb, "topk: shape mismatch");
@@ -53,9 +53,10 @@ void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I6
         sq = sqa.data();
     }
     require(metric != Metric::L2 || sq != nullptr, "topk: L2 needs key_sq_norms");
+    require(prefilter >= 0 && prefilter <= 2, "topk: prefilter must be 0 (off), 1 (on) or 2 (auto)");
     py::gil_scoped_release nogil;
     topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, metric, acc, row0, n_threads,
-         prefilter);
+         Prefilter(prefilter));
 }
 
 py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {
@@ -131,7 +132,7 @@ PYBIND11_MODULE(_cpu, m) {
              py::arg("row_map").noconvert(), py::arg("n_threads") = 0);
     m.def("topk", &topk_py, py::arg("acc"), py::arg("queries").noconvert(), py::arg("keys").noconvert(),
           py::arg("ids").noconvert(), py::arg("key_sq_norms"), py::arg("metric"), py::arg("row0"),
-          py::arg("n_threads") = 0, py::arg("prefilter") = false);
+          py::arg("n_threads") = 0, py::arg("prefilter") = 0);
     m.def("bf16_prefilter_available", &bf16_prefilter_available);
     m.def("prefilter_stats", [] {
         const PrefilterStats st = prefilter_stats();

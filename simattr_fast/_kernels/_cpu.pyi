@@ -47,7 +47,7 @@ def topk(
     metric: Metric,
     row0: int,
     n_threads: int = 0,
-    prefilter: bool = False,  # the bfloat16 first pass (same result) where the CPU has it
+    prefilter: int = 0,  # the bfloat16 first pass (same result): 0 off, 1 on, 2 auto
 ) -> None: ...
 def bf16_prefilter_available() -> bool: ...
 def prefilter_stats() -> tuple[int, int]: ...  # (pairs scored in bfloat16, candidates re-scored)

@@ -101,15 +101,18 @@ def topk(
     return padded(Q.rows, k, s, i)
 
 
-def prefilter_enabled() -> bool:
-    """Whether CPU ``topk`` takes its bfloat16 first pass (identical results; only where the CPU
-    has AVX512-BF16). Opt-in with ``SIMATTR_PREFILTER=on``: on the machines measured so far
-    (AVX512-BF16 without AMX) re-scoring the candidates costs more than the first pass saves
-    (benchmarks/README.md, "Top-k with a bfloat16 first pass")."""
-    value = os.environ.get("SIMATTR_PREFILTER", "off").strip().lower()
-    if value not in ("on", "off", "1", "0", "true", "false"):
-        raise ValueError(f"SIMATTR_PREFILTER: expected on or off, got {value!r}")
-    return value in ("on", "1", "true")
+PREFILTER_MODES = {"off": 0, "on": 1, "auto": 2}
+
+
+def prefilter_mode() -> int:
+    """The CPU ``topk`` first pass in bfloat16 (identical results; only on CPUs with
+    AVX512-BF16), from ``SIMATTR_PREFILTER``: ``auto`` (default) tries it on the first query
+    tiles and keeps it where few candidates need re-scoring (small k against many keys),
+    ``on`` always, ``off`` never."""
+    value = os.environ.get("SIMATTR_PREFILTER", "auto").strip().lower()
+    if value not in PREFILTER_MODES:
+        raise ValueError(f"SIMATTR_PREFILTER: expected one of auto, on, off; got {value!r}")
+    return PREFILTER_MODES[value]
 
 
 def _max_class_keys(k: int, n: int, ql, kl) -> int:
@@ -142,7 +145,7 @@ def _topk_cpu(queries, keys, k, metric, ql, kl, nt, block_rows, progress):
             sq = np.einsum("ij,ij->i", kb, kb) if metric == "l2" else None
             if groups is None:
                 ids = np.arange(s, s + kb.shape[0], dtype=np.int64)
-                cpu.topk(acc, qf[c0:c1], kb, ids, sq, code, 0, nt, prefilter_enabled())
+                cpu.topk(acc, qf[c0:c1], kb, ids, sq, code, 0, nt, prefilter_mode())
             else:
                 _push_by_class(cpu, acc, qf, c0, c1, kb, sq, kl[s : s + kb.shape[0]], s, groups, code, nt)
         acc.finalize_into(out_s, out_i, np.ascontiguousarray(rows[c0:c1], dtype=np.int64), nt)
@@ -168,4 +171,4 @@ def _push_by_class(cpu, acc, qf, c0, c1, kb, sq, labels, s, groups, code, nt):
             continue
         sl = slice(ks, ks + kn)
         sq_c = None if sq is None else sq_sorted[sl]
-        cpu.topk(acc, qf[q0:q1], kb_sorted[sl], ids[sl], sq_c, code, q0 - c0, nt, prefilter_enabled())
+        cpu.topk(acc, qf[q0:q1], kb_sorted[sl], ids[sl], sq_c, code, q0 - c0, nt, prefilter_mode())
