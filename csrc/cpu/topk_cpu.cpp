@@ -274,7 +274,10 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
           int64_t row0, int n_threads, Prefilter prefilter) {
     const int nt = resolve_threads(n_threads);
     // The first pass can pay only where each query meets many more keys than it keeps.
-    if (prefilter != Prefilter::Off && nb >= 8 * acc.k() && nb >= 2 * kKeyTile &&
+    // Auto does not even probe where k alone exceeds the candidate share it accepts: every
+    // query re-scores at least its k best.
+    const bool hopeless = prefilter == Prefilter::Auto && double(acc.k()) > kAutoDensity * double(nb);
+    if (prefilter != Prefilter::Off && !hopeless && nb >= 8 * acc.k() && nb >= 2 * kKeyTile &&
         bf16_prefilter_available()) {
         const int64_t probe = prefilter == Prefilter::On ? nq : std::min(nq, kQueryTile * nt);
         const int64_t cand = topk_prefiltered(queries, ldq, probe, keys, ldk, nb, d, ids, key_sq_norms,
