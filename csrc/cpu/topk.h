@@ -72,7 +72,7 @@ private:
 // kAutoDensity of the pairs: where re-scoring the candidates costs less than the first pass
 // saves; measured on an AVX512-BF16 CPU without AMX, benchmarks/README.md).
 enum class Prefilter { Off = 0, On = 1, Auto = 2 };
-constexpr double kAutoDensity = 0.01;
+constexpr double kAutoDensity = 0.004;
 void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
           int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, TopkAccumulator& acc,
           int64_t row0, int n_threads, Prefilter prefilter = Prefilter::Off);
