@@ -18,10 +18,13 @@ namespace simattr {
 bool bf16_prefilter_available();
 
 // Same contract as topk() (cpu/topk.h). Requires bf16_prefilter_available(). Returns the
-// number of candidates it re-scored in float32.
+// number of candidates it re-scored in float32. With `keys_packed`, the keys are those of
+// the calling thread's previous call, still unchanged, and their bfloat16 copy is reused
+// (topk() sets it for the second half of one call, never across calls: a caller may refill
+// the same memory with other keys).
 int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
                          int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
-                         TopkAccumulator& acc, int64_t row0, int n_threads);
+                         TopkAccumulator& acc, int64_t row0, int n_threads, bool keys_packed = false);
 
 // Statistics of the calls so far in this process (for benchmarks): pairs scored in bfloat16
 // and candidates re-scored in float32.

@@ -255,7 +255,7 @@ void reset_prefilter_stats() {
 
 int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk,
                          int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
-                         TopkAccumulator& acc, int64_t row0, int n_threads) {
+                         TopkAccumulator& acc, int64_t row0, int n_threads, bool keys_packed) {
     const Bound bd = make_bound(d);
     const int64_t dp = (d + 1) / 2, k = acc.k();
     const bool l2 = metric == Metric::L2;
@@ -265,7 +265,7 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
     // named inside the worker lambda would be each worker's own: take a reference here.)
     thread_local PackedKeys packed;
     PackedKeys& pk = packed;
-    pack_keys(keys, ldk, nb, d, pk, nt);
+    if (!keys_packed) pack_keys(keys, ldk, nb, d, pk, nt);
     std::atomic<int64_t> total{0};
     parallel_for((nq + kRows - 1) / kRows, nt, [&](int64_t t) {
         thread_local Scratch s;

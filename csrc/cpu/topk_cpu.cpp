@@ -285,7 +285,7 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
         if (probe == nq) return;
         if (double(cand) <= kAutoDensity * double(probe) * double(nb)) {
             topk_prefiltered(queries + probe * ldq, ldq, nq - probe, keys, ldk, nb, d, ids, key_sq_norms,
-                             metric, acc, row0 + probe, n_threads);
+                             metric, acc, row0 + probe, n_threads, /*keys_packed=*/true);
             return;
         }
         queries += probe * ldq;  // too many candidates: the rest take the float32 path
