@@ -26,6 +26,10 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
                          int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
                          TopkAccumulator& acc, int64_t row0, int n_threads, bool keys_packed = false);
 
+// For tests: the first pass's approximate score of one pair (q, x [d]), the bound E of its
+// distance to the float32 score, and that score. Requires bf16_prefilter_available().
+void prefilter_pair(const float* q, const float* x, int64_t d, float* approx, double* bound, float* exact);
+
 // Statistics of the calls so far in this process (for benchmarks): pairs scored in bfloat16
 // and candidates re-scored in float32.
 struct PrefilterStats {

@@ -241,6 +241,20 @@ bool bf16_prefilter_available() {
 #endif
 }
 
+void prefilter_pair(const float* q, const float* x, int64_t d, float* approx, double* bound, float* exact) {
+    const int64_t dp = (d + 1) / 2;
+    std::vector<uint32_t> qp(size_t(8 * dp), 0u), kp(size_t(2 * kPanel * dp), 0u);
+    pack_pairs(q, d, qp.data(), 1);
+    pack_pairs(x, d, kp.data(), kPanel);
+    std::vector<float> out(size_t(8 * 2 * kPanel));
+    bf16_micro(qp.data(), dp, kp.data(), out.data(), 2 * kPanel);
+    *approx = out[0];
+    *bound = pair_bound(make_bound(d), row_norms(q, d), row_norms(x, d));
+    const int64_t row = 0;
+    std::vector<float> buf;
+    score_rows(q, x, d, &row, 1, d, exact, buf);
+}
+
 PrefilterStats prefilter_stats() {
     PrefilterStats st;
     st.pairs = g_pairs.load();
