@@ -97,15 +97,22 @@ def test_lda_scores_match_scikit_learn(rng, n, tmp_path):
     )
 
 
+def _clusters_with_flips(rng, n, n_flips, spread):
+    """n points [n, 16] around 4 class centres, with n_flips labels moved to the next class:
+    (points, noisy labels, flipped indices)."""
+    centers = rng.standard_normal((4, 16)) * spread
+    y = rng.integers(0, 4, n)
+    x = (centers[y] + rng.standard_normal((n, 16))).astype(np.float32)
+    noisy = y.copy()
+    flipped = rng.choice(n, n_flips, replace=False)
+    noisy[flipped] = (y[flipped] + 1) % 4
+    return x, noisy, flipped
+
+
 def test_ensemble_ranks_both_experts_and_flags_what_both_reject(rng):
     from scipy.stats import rankdata
 
-    centers = rng.standard_normal((4, 16)) * 3
-    y = rng.integers(0, 4, 1025)
-    x = (centers[y] + rng.standard_normal((1025, 16))).astype(np.float32)
-    noisy = y.copy()
-    flipped = rng.choice(1025, 60, replace=False)
-    noisy[flipped] = (y[flipped] + 1) % 4
+    x, noisy, flipped = _clusters_with_flips(rng, 1025, 60, spread=3)
     near = label_error_scores(x, noisy, method="neighbours", k=10)
     lda = label_error_scores(x, noisy, method="lda")
     ens = label_error_scores(x, noisy, k=10)
@@ -148,12 +155,7 @@ def test_label_error_scores_edges_and_bad_input(rng):
 
 
 def test_label_errors_find_flipped_labels(rng):
-    centers = rng.standard_normal((4, 16)) * 4
-    y = rng.integers(0, 4, 400)
-    x = (centers[y] + rng.standard_normal((400, 16))).astype(np.float32)
-    noisy = y.copy()
-    flipped = rng.choice(400, 20, replace=False)
-    noisy[flipped] = (y[flipped] + 1) % 4
+    x, noisy, flipped = _clusters_with_flips(rng, 400, 20, spread=4)
     scores = label_error_scores(x, noisy, k=10)
     top = set(np.argsort(-scores)[:20].tolist())
     assert len(top & set(flipped.tolist())) >= 18

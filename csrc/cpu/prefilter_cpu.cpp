@@ -176,8 +176,10 @@ struct Scratch {
     std::vector<float> approx;              // [kRows, kSub]
     std::vector<double> lower;              // lower bounds of one row's candidates
     std::vector<std::vector<double>> best;  // [kRows][<= k + kSub]: each row's best lower bounds
-    std::vector<std::vector<std::pair<double, int64_t>>> pending;  // [kRows]: candidates not yet re-scored
-    std::vector<int64_t> cand, rows;  // a row's candidates (local), their key rows
+    std::vector<std::vector<std::pair<double, int64_t>>>
+        pending;                                    // [kRows]: (upper, key row) not yet re-scored
+    std::vector<std::pair<double, int64_t>> fresh;  // one row's candidates of one sub-block
+    std::vector<int64_t> cand, rows;                // a row's candidates (local), their key rows
     std::vector<int64_t> cand_ids;
     std::vector<float> exact, buf;
 };
@@ -286,10 +288,12 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
         const int64_t q0 = t * kRows, qn = std::min(kRows, nq - q0), rows8 = (qn + 7) / 8 * 8;
         s.q.assign(size_t(rows8 * dp), 0u);
         Norms qnorm[kRows];
+        QueryFactors qfac[kRows];
         double floor[kRows];
         for (int64_t r = 0; r < qn; ++r) {
             pack_pairs(queries + (q0 + r) * ldq, d, s.q.data() + r * dp, 1);
             qnorm[r] = row_norms(queries + (q0 + r) * ldq, d);
+            qfac[r] = query_factors(bd, qnorm[r]);
             floor[r] = double(acc.threshold(row0 + q0 + r));  // a lower bound of the final k-th score
         }
         s.approx.resize(size_t(kRows * kSub));
@@ -306,29 +310,28 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
             score_block(s, rows8, dp, pk, k0, n);
             for (int64_t r = 0; r < qn; ++r) {
                 const float* a = s.approx.data() + r * kSub;
-                // (score, bound) of key j for this row: the approximate score in the metric's
-                // units (L2: 2 q.x - |x|^2, whose float32 subtraction adds one rounding).
-                auto scored = [&](int64_t j, double& e) {
-                    e = pair_bound(bd, qnorm[r], pk.norms[size_t(k0 + j)]);
+                const int64_t passed =
+                    float_filter(a, n, qfac[r], pk.dx.data() + k0, pk.xt.data() + k0, pk.x.data() + k0,
+                                 l2 ? key_sq_norms + k0 : nullptr, floor[r], s.cand.data());
+                // The double bound on the few that pass: each key's (upper bound, key row) and its
+                // lower bound. Scores are in the metric's units (L2: 2 q.x - |x|^2, whose float32
+                // subtraction adds one rounding); a non-finite score is always a candidate.
+                s.lower.clear();
+                s.fresh.clear();
+                for (int64_t c = 0; c < passed; ++c) {
+                    const int64_t j = s.cand[size_t(c)];
+                    double e = pair_bound(bd, qnorm[r], pk.norms[size_t(k0 + j)]);
                     double sc = double(a[j]);
                     if (l2) {
                         sc = 2 * sc - double(key_sq_norms[k0 + j]);
                         e = (2 * e + std::ldexp(std::fabs(sc) + 2 * e, -24)) * (1 + std::ldexp(1.0, -30));
                     }
-                    return sc;
-                };
-                const int64_t passed =
-                    float_filter(a, n, query_factors(bd, qnorm[r]), pk.dx.data() + k0, pk.xt.data() + k0,
-                                 pk.x.data() + k0, l2 ? key_sq_norms + k0 : nullptr, floor[r], s.cand.data());
-                s.lower.clear();
-                size_t nc = 0;
-                for (int64_t c = 0; c < passed; ++c) {  // the double bound on the few that pass
-                    const int64_t j = s.cand[size_t(c)];
-                    double e;
-                    const double sc = scored(j, e);
-                    if (!std::isfinite(sc) || sc + e >= floor[r]) {
-                        s.cand[nc++] = j;
-                        s.lower.push_back(std::isfinite(sc) ? sc - e : -inf);
+                    if (!std::isfinite(sc)) {
+                        s.fresh.emplace_back(inf, k0 + j);
+                        s.lower.push_back(-inf);
+                    } else if (sc + e >= floor[r]) {
+                        s.fresh.emplace_back(sc + e, k0 + j);
+                        s.lower.push_back(sc - e);
                     }
                 }
                 // The k-th best lower bound of all keys seen so far raises the floor; the k best
@@ -343,24 +346,16 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
                     best.resize(size_t(k));
                     floor[r] = std::max(floor[r], best[size_t(k - 1)]);
                 }
-                // Pending candidates (upper bound, key row) of this call that still reach the
-                // floor; re-scored once all keys are seen, when the floor is highest.
+                // Pending candidates of this call that still reach the (raised) floor; re-scored
+                // once all keys are seen, when the floor is highest.
                 std::vector<std::pair<double, int64_t>>& pend = s.pending[size_t(r)];
                 if (k0 == 0) pend.clear();
                 size_t kept = 0;
                 for (const auto& c : pend)
                     if (c.first >= floor[r]) pend[kept++] = c;
                 pend.resize(kept);
-                for (size_t c = 0; c < nc; ++c) {
-                    const int64_t j = s.cand[c];
-                    double e;
-                    const double sc = scored(j, e);
-                    if (!std::isfinite(sc)) {
-                        pend.emplace_back(inf, k0 + j);
-                    } else if (sc + e >= floor[r]) {
-                        pend.emplace_back(sc + e, k0 + j);
-                    }
-                }
+                for (const auto& c : s.fresh)
+                    if (c.first >= floor[r]) pend.push_back(c);
             }
             pairs += qn * n;
         }

@@ -58,6 +58,14 @@ private:
     std::vector<float> tile_;
 };
 
+// The bfloat16 first pass of cpu/prefilter.h (the same result, fewer float32 products), used
+// only where the CPU has it and the keys outnumber k well: Off never; On always; Auto on the
+// first query tiles, then on the rest only if they left few candidates (at most
+// kAutoDensity of the pairs: where re-scoring the candidates costs less than the first pass
+// saves; measured on an AVX512-BF16 CPU without AMX, benchmarks/README.md).
+enum class Prefilter { Off = 0, On = 1, Auto = 2 };
+constexpr double kAutoDensity = 0.004;
+
 // Scores one block of keys against all queries and offers them to `acc`:
 //   queries [nq, d] float32 (row stride ldq), keys [nb, d] float32 (row stride ldk),
 //   ids [nb] global key indices, key_sq_norms [nb] (used by L2 only, else may be null).
@@ -66,13 +74,7 @@ private:
 // micro-kernel, whose result for a pair does not depend on where the pair sits (unlike a BLAS
 // GEMM's), so results do not depend on threads, blocks or batches.
 // Accumulator rows row0 .. row0+nq receive the scores. Uses a bounded scratch tile.
-// The bfloat16 first pass of cpu/prefilter.h (the same result, fewer float32 products), used
-// only where the CPU has it and the keys outnumber k well: Off never; On always; Auto on the
-// first query tiles, then on the rest only if they left few candidates (at most
-// kAutoDensity of the pairs: where re-scoring the candidates costs less than the first pass
-// saves; measured on an AVX512-BF16 CPU without AMX, benchmarks/README.md).
-enum class Prefilter { Off = 0, On = 1, Auto = 2 };
-constexpr double kAutoDensity = 0.004;
+// `prefilter` chooses the first pass above.
 void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
           int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, TopkAccumulator& acc,
           int64_t row0, int n_threads, Prefilter prefilter = Prefilter::Off);

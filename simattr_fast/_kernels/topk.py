@@ -127,6 +127,7 @@ def _max_class_keys(k: int, n: int, ql, kl) -> int:
 def _topk_cpu(queries, keys, k, metric, ql, kl, nt, block_rows, progress):
     cpu = backend.cpu()
     code = cpu.Metric.__members__[metric]
+    pf = prefilter_mode()  # read (and checked) once, before any work
     nq = queries.shape[0]
     qf = prepare_rows("queries", queries, 0, metric)
     qsq = np.einsum("ij,ij->i", qf, qf) if metric == "l2" else None
@@ -145,16 +146,16 @@ def _topk_cpu(queries, keys, k, metric, ql, kl, nt, block_rows, progress):
             sq = np.einsum("ij,ij->i", kb, kb) if metric == "l2" else None
             if groups is None:
                 ids = np.arange(s, s + kb.shape[0], dtype=np.int64)
-                cpu.topk(acc, qf[c0:c1], kb, ids, sq, code, 0, nt, prefilter_mode())
+                cpu.topk(acc, qf[c0:c1], kb, ids, sq, code, 0, nt, pf)
             else:
-                _push_by_class(cpu, acc, qf, c0, c1, kb, sq, kl[s : s + kb.shape[0]], s, groups, code, nt)
+                _push_by_class(cpu, acc, qf, c0, c1, kb, sq, kl[s : s + kb.shape[0]], s, groups, code, nt, pf)
         acc.finalize_into(out_s, out_i, np.ascontiguousarray(rows[c0:c1], dtype=np.int64), nt)
     if metric == "l2":
         out_s = np.maximum(qsq[:, None] - out_s, 0.0, where=out_i >= 0, out=out_s)
     return out_s, out_i
 
 
-def _push_by_class(cpu, acc, qf, c0, c1, kb, sq, labels, s, groups, code, nt):
+def _push_by_class(cpu, acc, qf, c0, c1, kb, sq, labels, s, groups, code, nt, pf):
     """Offers one key block to the queries of the chunk [c0, c1) (class-sorted order), each
     class's queries against the same-class keys of the block only."""
     ko = np.argsort(labels, kind="stable")
@@ -171,4 +172,4 @@ def _push_by_class(cpu, acc, qf, c0, c1, kb, sq, labels, s, groups, code, nt):
             continue
         sl = slice(ks, ks + kn)
         sq_c = None if sq is None else sq_sorted[sl]
-        cpu.topk(acc, qf[q0:q1], kb_sorted[sl], ids[sl], sq_c, code, q0 - c0, nt, prefilter_mode())
+        cpu.topk(acc, qf[q0:q1], kb_sorted[sl], ids[sl], sq_c, code, q0 - c0, nt, pf)
