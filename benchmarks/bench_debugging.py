@@ -5,12 +5,13 @@ sees the same features.
 
     python benchmarks/bench_debugging.py              # about 5 minutes on 2 cores
     python benchmarks/bench_debugging.py --quick
+    python benchmarks/bench_debugging.py --parts label-errors   # rerun one part, keep the others
 
 1. **Label errors**: --n-label training images from --label-offset (default 10,000-19,999: the
-   ensemble's weight was chosen on images 0-9,999) with 5% symmetric noise, and separately 5%
+   ensemble's weights and the logistic ridge were chosen on images 0-9,999) with 5% symmetric noise, and separately 5%
    noise between confusable class pairs (T-shirt/Shirt, Pullover/Coat, Sneaker/Ankle boot,
    Sandal/Sneaker), --noise-seeds draws each. Ours: `label_error_scores` (k=20), the default
-   ensemble and each of its two experts alone. cleanlab: label quality scores
+   ensemble and each of its three experts alone. cleanlab: label quality scores
    (self-confidence) from 5-fold cross-validated probabilities of a logistic regression on the
    same features (what `find_label_issues` ranks by). AUROC, precision at the true number of
    errors, seconds, and the paired AUROC difference per draw.
@@ -36,6 +37,9 @@ from _common import Features, machine, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAIRS = [(0, 6), (2, 4), (7, 9), (5, 7)]  # confusable Fashion-MNIST classes
+
+
+PARTS = ("label-errors", "duplicates", "leakage")
 
 
 def auroc(scores, positives):
@@ -76,6 +80,7 @@ def label_errors(x, y, a):
     from sklearn.model_selection import cross_val_predict
 
     from simattr_fast.debugging import label_error_scores
+    from simattr_fast.label_errors import METHODS
 
     out = {}
     for kind in ("symmetric", "pairs"):
@@ -84,7 +89,7 @@ def label_errors(x, y, a):
             noisy, flipped = inject_noise(y, kind, 0.05, np.random.default_rng(seed))
             m = int(flipped.sum())
             run = {"seed": seed, "n": len(y), "errors": m}
-            for method in ("ensemble", "neighbours", "lda"):
+            for method in METHODS:
                 t0 = time.perf_counter()
                 ours = label_error_scores(x, noisy, method=method, k=20)
                 run[f"simattr_{method}"] = _scored(ours, flipped, m, time.perf_counter() - t0)
@@ -197,13 +202,21 @@ def main():
         "--label-offset",
         type=int,
         default=10_000,
-        help="first training image of the label-error set (the ensemble weight was chosen on images 0-9,999)",
+        help="first training image of the label-error set (the ensemble weights were chosen on images 0-9,999)",
     )
     p.add_argument("--noise-seeds", type=int, default=3, help="noise draws per kind (AUROC averaged, paired)")
     p.add_argument("--n-inject", type=int, default=300)
     p.add_argument("--checkpoint", help="simattr train-ssl checkpoint (small_cnn): embed instead of raw pixels")
     p.add_argument("--out", default=os.path.join(HERE, "results", "debugging.json"))
+    p.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)}; the other parts of an existing --out are kept",
+    )
     a = p.parse_args()
+    parts = a.parts.split(",")
+    if not parts or set(parts) - set(PARTS):
+        p.error(f"--parts: expected a comma-separated subset of {','.join(PARTS)}, got {a.parts!r}")
     from simattr_fast.datasets import load_fashion_mnist
 
     xtr, ytr = load_fashion_mnist("train")
@@ -212,19 +225,24 @@ def main():
         a.n_label, a.n_inject, a.noise_seeds = 2000, 30, 1
         xtr, ytr, xte = xtr[:5000], ytr[:5000], xte[:1000]
     a.features = Features(a.checkpoint)
-    out = {
-        "machine": machine(),
-        "features": "raw pixels / 255" if a.checkpoint is None else f"small_cnn SimCLR embeddings ({a.checkpoint})",
-    }
-    lo = min(a.label_offset, len(xtr) - a.n_label)
-    feats = a.features(xtr[lo : lo + a.n_label])
-    out["label_errors"] = label_errors(feats, ytr[lo : lo + a.n_label], a)
-    out["label_errors"]["images"] = [lo, lo + a.n_label]
-    write_json(a.out, out)
-    out["duplicates"] = duplicates(np.concatenate([xtr, xte]), a)
-    write_json(a.out, out)
-    out["leakage"] = leakage(xtr, xte, a)
-    write_json(a.out, out)
+    out = {}
+    if set(parts) != set(PARTS) and os.path.exists(a.out):
+        with open(a.out) as f:
+            out = {k: v for k, v in json.load(f).items() if k in PARTS and k.replace("_", "-") not in parts}
+    out["machine"] = machine()
+    out["features"] = "raw pixels / 255" if a.checkpoint is None else f"small_cnn SimCLR embeddings ({a.checkpoint})"
+    if "label-errors" in parts:
+        lo = min(a.label_offset, len(xtr) - a.n_label)
+        feats = a.features(xtr[lo : lo + a.n_label])
+        out["label_errors"] = label_errors(feats, ytr[lo : lo + a.n_label], a)
+        out["label_errors"]["images"] = [lo, lo + a.n_label]
+        write_json(a.out, out)
+    if "duplicates" in parts:
+        out["duplicates"] = duplicates(np.concatenate([xtr, xte]), a)
+        write_json(a.out, out)
+    if "leakage" in parts:
+        out["leakage"] = leakage(xtr, xte, a)
+        write_json(a.out, out)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@
 
 1. topk: 50,000 queries x 1,281,167 keys x 2048 (float16, ImageNet-sized, generated on the
    device), k=1280, cosine, against torch.mm + torch.topk over the same key blocks.
-2. esvm_topk: ImageNet-shaped classes (1,281 keys of d=2048, 50 queries each); as many
-   classes as fit in --esvm-seconds, scaled to 1,000 classes (50,000 queries).
+2. esvm_topk: ImageNet-shaped classes (1,281 keys of d=2048, 50 queries each), 20 classes per
+   call; in Gram form (the default for this shape) and in primal form, each for half of
+   --esvm-seconds, scaled to 1,000 classes (50,000 queries); the two forms' answers compared.
 3. The ResNet-9 trainer (evaluation.resnet9) on CIFAR-sized random data: seconds per model at
    --epochs, and models per hour.
 Every figure is written as soon as it is measured, so a run cut short keeps what it has.
@@ -77,27 +78,44 @@ def bench_topk(a, torch, sa):
 
 
 def bench_esvm(a, torch, sa):
-    rng = np.random.default_rng(0)
-    per_class_keys, per_class_q, d = 1281, 50, a.dim
-    t_total, done = 0.0, 0
-    while t_total < a.esvm_seconds and done < 1000:
-        keys = np.abs(rng.standard_normal((per_class_keys, d))).astype(np.float16)
-        q = np.abs(rng.standard_normal((per_class_q, d))).astype(np.float16)
-        kt, qt = torch.from_numpy(keys).cuda(), torch.from_numpy(q).cuda()
-        _sync()
-        t0 = time.perf_counter()
-        sa.esvm_topk(qt, kt, a.k, device="cuda")
-        t_total += time.perf_counter() - t0
-        done += 1
-    return {
-        "classes_measured": done,
-        "seconds_measured": t_total,
-        "seconds_for_1000_classes": t_total / done * 1000,
-        "queries_per_class": per_class_q,
-        "keys_per_class": per_class_keys,
-        "dim": d,
-        "k": a.k,
+    """Batches of 20 ImageNet-shaped classes per call (one launch per solver form), each form
+    timed for half of --esvm-seconds on the same batches; the forms' answers compared."""
+    import os
+
+    per_class_keys, per_class_q, d, per_call = 1281, 50, a.dim, 20
+    kl = np.repeat(np.arange(per_call), per_class_keys)
+    ql = np.repeat(np.arange(per_call), per_class_q)
+    out = {"queries_per_class": per_class_q, "keys_per_class": per_class_keys, "dim": d, "k": a.k}
+    answers = {}
+    for form in ("gram", "primal"):
+        os.environ["SIMATTR_CUDA_ESVM"] = form
+        t_total, done, batch = 0.0, 0, 0
+        while t_total < a.esvm_seconds / 2 and done < 1000:
+            g = np.random.default_rng(batch)  # the same batches for both forms
+            keys = np.abs(g.standard_normal((per_call * per_class_keys, d))).astype(np.float16)
+            q = np.abs(g.standard_normal((per_call * per_class_q, d))).astype(np.float16)
+            kt, qt = torch.from_numpy(keys).cuda(), torch.from_numpy(q).cuda()
+            _sync()
+            t0 = time.perf_counter()
+            s_, i_ = sa.esvm_topk(qt, kt, a.k, query_labels=ql, key_labels=kl, device="cuda")
+            t_total += time.perf_counter() - t0
+            if batch == 0:
+                answers[form] = (s_, i_)
+            done += per_call
+            batch += 1
+        out[form] = {
+            "classes_measured": done,
+            "seconds_measured": t_total,
+            "seconds_for_1000_classes": t_total / done * 1000,
+        }
+    os.environ.pop("SIMATTR_CUDA_ESVM", None)
+    (sg, ig), (sp, ip) = answers["gram"], answers["primal"]
+    out["gram_vs_primal"] = {
+        "max_abs_score_difference": float(np.nanmax(np.abs(sg - sp))),
+        "index_agreement": float(np.mean(ig == ip)),
+        "primal_over_gram_seconds": out["primal"]["seconds_for_1000_classes"] / out["gram"]["seconds_for_1000_classes"],
     }
+    return out
 
 
 def bench_resnet9(a, torch):

@@ -7,6 +7,7 @@ import pytest
 
 from simattr_fast.cli import main
 from simattr_fast.debugging import default_threshold, find_duplicates, label_error_scores
+from simattr_fast.label_errors import lda_posterior, logistic_posterior
 
 
 def _brute_pairs(x, thr):
@@ -97,6 +98,29 @@ def test_lda_scores_match_scikit_learn(rng, n, tmp_path):
     )
 
 
+@pytest.mark.parametrize("n", [3, 97, 1025])
+def test_logistic_scores_match_scikit_learn(rng, n, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.arange(n) % 3 + 5
+    x = (rng.standard_normal((n, 4)) * [1, 2, 0.5, 3] + y[:, None] * [1, 0, -1, 0.5]).astype(np.float32)
+    x[:, 1] = 7.0  # a constant feature: standardised to 0, not divided by 0
+    ridge = 1e-2
+    # Ours: mean cross-entropy + ridge |W|^2; scikit-learn's: C * summed cross-entropy + |W|^2 / 2.
+    z = StandardScaler().fit_transform(x.astype(np.float64))
+    ref = LogisticRegression(C=1 / (2 * n * ridge), tol=1e-10, max_iter=10000).fit(z, y).predict_proba(z)
+    want = 1 - ref[np.arange(n), y - 5]
+    got = label_error_scores(x, y, method="logistic", ridge=ridge)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float16, shape=x.shape)
+    mm[:] = x
+    np.testing.assert_allclose(
+        label_error_scores(mm, y, method="logistic", ridge=ridge),
+        label_error_scores(x.astype(np.float16).astype(np.float32), y, method="logistic", ridge=ridge),
+    )
+
+
 def _clusters_with_flips(rng, n, n_flips, spread):
     """n points [n, 16] around 4 class centres, with n_flips labels moved to the next class:
     (points, noisy labels, flipped indices)."""
@@ -109,22 +133,30 @@ def _clusters_with_flips(rng, n, n_flips, spread):
     return x, noisy, flipped
 
 
-def test_ensemble_ranks_both_experts_and_flags_what_both_reject(rng):
+def test_ensemble_ranks_three_experts_and_flags_what_two_reject(rng):
     from scipy.stats import rankdata
 
     x, noisy, flipped = _clusters_with_flips(rng, 1025, 60, spread=3)
     near = label_error_scores(x, noisy, method="neighbours", k=10)
     lda = label_error_scores(x, noisy, method="lda")
+    lr = label_error_scores(x, noisy, method="logistic")
     ens = label_error_scores(x, noisy, k=10)
-    combined = 0.7 * rankdata(lda) + 0.3 * rankdata(near)
+    combined = 0.45 * rankdata(lr) + 0.45 * rankdata(lda) + 0.1 * rankdata(near)
     assert (np.diff(ens[np.argsort(combined, kind="stable")]) >= 0).all()  # a monotone map of the rank average
-    assert ((ens > 0.5) == (rankdata(combined) > 1025 - ((lda > 0.5) & (near > 0.5)).sum())).all()
+    votes = (
+        (logistic_posterior(x, noisy).argmax(1) != noisy).astype(int)
+        + (lda_posterior(x, noisy).argmax(1) != noisy)
+        + (near > 0.5)
+    )
+    assert ((ens > 0.5) == (rankdata(combined) > 1025 - (votes >= 2).sum())).all()
     assert 0 < (ens > 0.5).sum() < 200 and ens.min() >= 0 and ens.max() <= 1
     truth = np.isin(np.arange(1025), flipped)
-    auc = {name: _auroc(v, truth) for name, v in (("near", near), ("lda", lda), ("ens", ens))}
-    assert auc["ens"] >= max(auc["near"], auc["lda"]) - 0.01 and auc["ens"] > 0.95, auc
-    only_lda = label_error_scores(x, noisy, k=10, lda_weight=1.0)
+    auc = {name: _auroc(v, truth) for name, v in (("near", near), ("lda", lda), ("lr", lr), ("ens", ens))}
+    assert auc["ens"] >= max(auc["near"], auc["lda"], auc["lr"]) - 0.01 and auc["ens"] > 0.95, auc
+    only_lda = label_error_scores(x, noisy, k=10, weights=(0, 1, 0))
     assert (np.argsort(only_lda, kind="stable")[-20:] == np.argsort(lda, kind="stable")[-20:]).all()
+    only_lr = label_error_scores(x, noisy, k=10, weights=(2, 0, 0))  # normalised
+    assert (np.argsort(only_lr, kind="stable")[-20:] == np.argsort(lr, kind="stable")[-20:]).all()
 
 
 def _auroc(scores, positives):
@@ -141,13 +173,16 @@ def test_label_error_scores_edges_and_bad_input(rng):
     assert one.shape == (1,) and one[0] <= 0.5  # nothing to disagree with
     same = label_error_scores(x, np.zeros(5, np.int64))  # one class: no image is suspect
     assert (same <= 0.5).all()
-    with pytest.raises(ValueError, match="method: expected one of ensemble, neighbours, lda"):
+    with pytest.raises(ValueError, match="method: expected one of ensemble, logistic, lda, neighbours"):
         label_error_scores(x, np.zeros(5, np.int64), method="knn")
-    with pytest.raises(ValueError, match="lda_weight"):
-        label_error_scores(x, np.zeros(5, np.int64), lda_weight=1.5)
+    for bad_w in ((0.5, 0.5), (1, -1, 1), (0, 0, 0), (1, np.nan, 1), 0.7):
+        with pytest.raises(ValueError, match="weights: expected 3 numbers"):
+            label_error_scores(x, np.zeros(5, np.int64), weights=bad_w)
+    with pytest.raises(ValueError, match="ridge"):
+        label_error_scores(x, np.zeros(5, np.int64), ridge=0)
     bad = x.copy()
     bad[3, 1] = np.nan
-    for method in ("lda", "ensemble"):
+    for method in ("lda", "logistic", "ensemble"):
         with pytest.raises(ValueError, match="NaN"):
             label_error_scores(bad, np.arange(5) % 2, method=method)
     with pytest.raises(ValueError, match="embeddings: expected a 2-D array"):

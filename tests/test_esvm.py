@@ -157,3 +157,36 @@ def test_cuda_batches_cover_every_query_once_within_the_budget(monkeypatch):
         used = sum(len(p) * (16 * (n + 1) + 16 * (min(50, n) + n)) for c, p in b for n in [classes[c][1]])
         assert used <= 10_000 or len(b) == 1 and len(b[0][1]) == 1  # one query may exceed: it must run
     assert len(batches) > 1
+
+
+def test_cuda_batches_hold_each_gram_matrix_once(monkeypatch):
+    """Gram-form classes also hold an [n, n] matrix per batch and n dots per query."""
+    from simattr_fast._kernels import esvm_cuda
+
+    monkeypatch.setattr(esvm_cuda, "_DEVICE_BYTES", 200_000)
+    classes = [(np.arange(0, 50), 40), (np.arange(50, 60), 100), (np.arange(60, 70), 3)]
+    gram = lambda n: n <= 40  # noqa: E731
+    batches = list(esvm_cuda._batches(classes, 20, gram))
+    assert np.array_equal(np.concatenate([p for b in batches for _, p in b]), np.arange(70))
+    for b in batches:
+        used = 0
+        for c in {c for c, _ in b}:
+            n = classes[c][1]
+            per_query = 16 * (n + 1) + 16 * (min(20, n) + n) + (8 * n if gram(n) else 0)
+            used += per_query * sum(len(p) for cc, p in b if cc == c) + (8 * n * n if gram(n) else 0)
+        assert used <= 200_000
+    # Without the Gram matrices the same classes fit in fewer batches.
+    assert len(list(esvm_cuda._batches(classes, 20))) <= len(batches)
+
+
+def test_cuda_esvm_form_from_the_environment(monkeypatch):
+    from simattr_fast._kernels import esvm_cuda
+
+    monkeypatch.delenv("SIMATTR_CUDA_ESVM", raising=False)
+    assert esvm_cuda.esvm_form() == 0
+    for name, code in (("primal", 1), (" Gram ", 2), ("auto", 0)):
+        monkeypatch.setenv("SIMATTR_CUDA_ESVM", name)
+        assert esvm_cuda.esvm_form() == code
+    monkeypatch.setenv("SIMATTR_CUDA_ESVM", "dual")
+    with pytest.raises(ValueError, match="SIMATTR_CUDA_ESVM: expected one of auto, primal, gram"):
+        esvm_cuda.esvm_form()

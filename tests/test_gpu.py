@@ -102,9 +102,12 @@ def test_esvm_grid_limit_many_queries_one_class(rng):
     assert np.mean(ig[:2000] == ic) > 0.99 and np.allclose(sg[:2000], sc, atol=1e-3)
 
 
+@pytest.mark.parametrize("form", ["auto", "primal"])
 @pytest.mark.parametrize("d", [1536, 2048])
-def test_esvm_large_dimension(rng, d):
-    """d >= 1536 needs the opt-in shared-memory size (set once per device)."""
+def test_esvm_large_dimension(rng, d, form, monkeypatch):
+    """d >= 1536 needs the opt-in shared-memory size (set once per device and kernel) in primal
+    form; 200 keys against d >= 1536 take the Gram form under auto."""
+    monkeypatch.setenv("SIMATTR_CUDA_ESVM", form)
     q = rng.standard_normal((6, d)).astype(np.float32)
     k = rng.standard_normal((200, d)).astype(np.float32)
     sc, ic = sa.esvm_topk(q, k, 50, device="cpu")
@@ -112,10 +115,66 @@ def test_esvm_large_dimension(rng, d):
     assert np.allclose(sc, sg, atol=1e-3) and np.mean(ic == ig) > 0.98
 
 
-def test_esvm_dimension_beyond_the_block_limit_is_a_clear_error(rng):
+def test_esvm_dimension_beyond_the_block_limit_is_a_clear_error(rng, monkeypatch):
+    """The primal form keeps w (d + 1 doubles) in shared memory; the Gram form needs none."""
     q = rng.standard_normal((2, 40_000)).astype(np.float32)
+    monkeypatch.setenv("SIMATTR_CUDA_ESVM", "primal")
     with pytest.raises(ValueError, match="d too large"):
         sa.esvm_topk(q, q, 1, device="cuda")
+    monkeypatch.setenv("SIMATTR_CUDA_ESVM", "auto")  # 2 keys against d = 40,000: Gram form
+    sg, ig = sa.esvm_topk(q, q, 2, device="cuda")
+    sc, ic = sa.esvm_topk(q, q, 2, device="cpu")
+    assert np.array_equal(ig, ic) and np.allclose(sg, sc, rtol=1e-5, atol=1e-5)
+
+
+# ---- the Gram form (classes whose pool is small against d) -----------------------------------
+
+
+@pytest.mark.parametrize("loss", ["squared_hinge", "hinge"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_esvm_gram_and_primal_forms_agree_with_the_cpu(rng, monkeypatch, loss, dtype):
+    q = rng.standard_normal((37, 64)).astype(dtype)
+    k = rng.standard_normal((300, 64)).astype(dtype)
+    ql, kl = np.arange(37) % 5, np.arange(300) % 5  # 60 keys per class: Gram form under auto
+    sc, ic = sa.esvm_topk(q, k, 60, query_labels=ql, key_labels=kl, loss=loss, device="cpu")
+    for form in ("auto", "gram", "primal"):
+        monkeypatch.setenv("SIMATTR_CUDA_ESVM", form)
+        sg, ig = sa.esvm_topk(q, k, 60, query_labels=ql, key_labels=kl, loss=loss, device="cuda")
+        assert np.allclose(sc, sg, atol=1e-4), form
+        assert np.mean(ic == ig) > 0.99, form
+
+
+def test_esvm_gram_form_agrees_with_sklearn_at_tight_tolerance(rng, monkeypatch):
+    from helpers.reference import esvm_ref
+
+    monkeypatch.setenv("SIMATTR_CUDA_ESVM", "gram")
+    q = rng.standard_normal((4, 16)).astype(np.float32)
+    k = rng.standard_normal((150, 16)).astype(np.float32)
+    sg, ig = sa.esvm_topk(q, k, 150, tol=1e-8, device="cuda")
+    for r in range(len(q)):
+        ref = esvm_ref(q[r], k, C=0.1, tol=1e-8, max_iter=100_000)
+        assert np.allclose(sg[r], ref[ig[r]], atol=1e-5)
+
+
+def test_esvm_forms_mixed_in_one_batch(rng):
+    """Under auto, a class of 10 keys (Gram) and one of 400 (primal) with d = 48 in one batch;
+    a class of one key, and one without keys."""
+    q = rng.standard_normal((30, 48)).astype(np.float32)
+    kl = np.repeat([0, 1, 2], [10, 400, 1])
+    k = rng.standard_normal((len(kl), 48)).astype(np.float32)
+    ql = np.arange(30) % 4
+    sc, ic = sa.esvm_topk(q, k, 20, query_labels=ql, key_labels=kl, device="cpu")
+    sg, ig = sa.esvm_topk(q, k, 20, query_labels=ql, key_labels=kl, device="cuda")
+    assert np.array_equal(ic == -1, ig == -1) and np.allclose(sc, sg, atol=1e-4, equal_nan=True)
+    assert np.mean(ic == ig) > 0.99
+
+
+def test_esvm_gram_form_refuses_classes_beyond_its_shared_memory(rng, monkeypatch):
+    monkeypatch.setenv("SIMATTR_CUDA_ESVM", "gram")
+    q = rng.standard_normal((1, 4)).astype(np.float32)
+    k = rng.standard_normal((8192, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="fewer than 8,192 keys"):
+        sa.esvm_topk(q, k, 1, device="cuda")
 
 
 def test_duplicated_keys_across_block_boundaries_exact_indices(rng):

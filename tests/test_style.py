@@ -42,7 +42,7 @@ def test_clang_format():
         str(p.relative_to(ROOT))
         for d in ("csrc", "tests/cpp")
         for p in (ROOT / d).rglob("*")
-        if p.suffix in (".h", ".cpp", ".cu")
+        if p.suffix in (".h", ".cpp", ".cu", ".cuh")
     )
     assert files
     _run([tool, "--dry-run", "-Werror", *files])

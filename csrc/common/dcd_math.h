@@ -90,6 +90,7 @@ SIMATTR_HD inline void dcd_next_thresholds(double pg_max_new, double pg_min_new,
 // coordinate permutations depend only on (seed, query index).
 struct SplitMix64 {
     uint64_t state;
+    SIMATTR_HD SplitMix64() : state(0) {}
     SIMATTR_HD explicit SplitMix64(uint64_t seed) : state(seed) {}
     SIMATTR_HD uint64_t next() {
         uint64_t z = (state += 0x9E3779B97F4A7C15ull);

@@ -4,11 +4,14 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
+#include "common/dcd_gram_lanes.h"
 #include "common/dcd_math.h"
 #include "cuda/device_util.cuh"
 #include "cuda/esvm_cuda.h"
+#include "cuda/esvm_solve.cuh"
 
 namespace simattr::cuda {
 
@@ -30,60 +33,16 @@ __device__ void warp_axpy(double* w, double a, const void* x, DType t, int64_t r
     __syncwarp();
 }
 
-struct SolveArgs {
-    const void* q;
-    DType qt;
-    const int64_t* qrows;   // [m] query rows, grouped by class
-    const int32_t* qclass;  // [m] class index of each query (into koff)
-    int64_t m;
-    const void* x;
-    DType xt;
-    const int64_t* krows;  // [koff[n_classes]] key rows of every class, class after class
-    const int64_t* koff;   // [n_classes + 1] class c's keys are krows[koff[c] .. koff[c + 1])
-    const int64_t* foff;   // [m] query j's decision values start at f + foff[j] (n_c of them)
-    int64_t d;
-    const uint64_t* seeds;  // [m]
-    const double* qd_neg;   // [koff[n_classes]] x.x + B^2 (+ diag_neg, added per class)
-    double C;
-    bool squared_hinge;
-    double B, tol;
-    int64_t max_iter;
-    double* alpha;   // slots of query j at foff[j] + j: [n_c + 1], slot 0 the positive, 1 + i key i
-    int* index;      // same layout as alpha
-    float* f;        // decision values out, see foff
-    int64_t* iters;  // [m]
-    int* converged;  // [m]
-};
-
-// One sweep's coordinate order, shuffled by the whole warp at once: the active slots are cut
-// into 32 runs (the cut points move by a random offset every sweep, so slots migrate between
-// runs) and each lane Fisher-Yates shuffles its own run with its own generator. liblinear's DCD
-// needs a varying order, not a uniform permutation; one lane shuffling alone was a serial
-// O(active) step per sweep. `shared` is identical in every lane (same seed, same draws).
-__device__ void warp_shuffle(int* index, int64_t active, SplitMix64& shared, SplitMix64& own) {
-    const int lane = threadIdx.x & 31;
-    const int64_t len = (active + 31) / 32;
-    const int64_t offset = len > 1 ? shared.below(len) : 0;
-    const int64_t start = offset + lane * len, stop = offset + (lane + 1) * len;
-    const int64_t lo = lane == 0 ? 0 : (start < active ? start : active);
-    const int64_t hi = lane == 31 ? active : (stop < active ? stop : active);
-    for (int64_t t = lo; t + 1 < hi; ++t) {
-        const int64_t u = t + own.below(hi - t);
-        const int tmp = index[t];
-        index[t] = index[u];
-        index[u] = tmp;
-    }
-    __syncwarp();
-}
-
-// One warp per query, every class of the batch in one launch. Every lane holds the same
-// scalars and takes the same decisions; lane 0 alone writes the shared per-slot state.
+// Primal form: one warp per query, every class of the batch in one launch (warps of
+// Gram-form classes return at once). Every lane holds the same scalars and takes the same
+// decisions; lane 0 alone writes the shared per-slot state.
 __global__ void solve(SolveArgs a) {
     extern __shared__ double smem[];
     const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
     const int64_t j = int64_t(blockIdx.x) * (blockDim.x / 32) + warp;
     if (j >= a.m) return;
     const int c = a.qclass[j];
+    if (a.gram != nullptr && a.gram[c]) return;
     const int64_t k0 = a.koff[c], n = a.koff[c + 1] - k0;
     const int64_t* krows = a.krows + k0;
     const double* qd_neg = a.qd_neg + k0;
@@ -101,12 +60,14 @@ __global__ void solve(SolveArgs a) {
     const int64_t qrow = a.qrows[j];
     const double qd_pos = warp_sq_norm(a.q, a.qt, qrow, a.d) + a.B * a.B + dc.diag_pos;
 
-    SplitMix64 shared(a.seeds[j]), own(a.seeds[j] ^ (0x9E3779B97F4A7C15ull * uint64_t(lane + 1)));
+    const WarpLanes L{lane};
+    SplitMix64 shared(a.seeds[j]), own[1];
+    seed_lanes(L, a.seeds[j], own);
     int64_t active = l, iter = 0;
     double pg_max_old = 1e300, pg_min_old = -1e300;
     int done = 0;
     while (iter < a.max_iter) {
-        warp_shuffle(index, active, shared, own);
+        shuffle_runs(L, index, active, shared, own);
         double pg_max_new = -1e300, pg_min_new = 1e300;
         for (int64_t t = 0; t < active; ++t) {
             const int slot = index[t];
@@ -171,31 +132,30 @@ __global__ void key_qd(const void* x, DType t, const int64_t* rows, int64_t n, i
     if (lane == 0) out[i] = s + add;
 }
 
-// The solver's dynamic shared memory limit is raised to the device's opt-in maximum once per
-// device and process (cudaFuncSetAttribute is not safe to race from several threads).
-void allow_max_shared_memory(int device, int smem_max) {
-    static std::mutex lock;
-    static std::set<int> done;
-    std::lock_guard<std::mutex> guard(lock);
-    if (done.count(device)) return;
-    check(cudaFuncSetAttribute(solve, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_max),
-          "cudaFuncSetAttribute");
-    done.insert(device);
-}
-
 }  // namespace
+
+void allow_max_shared_memory(const void* kernel, int device, int smem_max) {
+    static std::mutex lock;
+    static std::set<std::pair<const void*, int>> done;
+    std::lock_guard<std::mutex> guard(lock);
+    if (done.count({kernel, device})) return;
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_max),
+          "cudaFuncSetAttribute");
+    done.insert({kernel, device});
+}
 
 void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, const int32_t* query_class,
                const int32_t* host_query_class, int64_t m, const void* keys, DType ktype,
                const int64_t* key_rows, const int64_t* host_key_offsets, int64_t n_classes, int64_t d,
-               const int64_t* query_ids, const EsvmParams& p, TopkAccumulatorCuda& acc, int64_t* n_iter,
-               uint8_t* converged) {
+               const int64_t* query_ids, const EsvmParams& p, EsvmForm form, TopkAccumulatorCuda& acc,
+               int64_t* n_iter, uint8_t* converged) {
     if (m == 0) return;
     if (acc.rows() < m)
         throw std::invalid_argument("esvm_topk (cuda): accumulator has fewer rows than queries");
     // Host bookkeeping: each query's output offset, and the runs of queries of one class.
     std::vector<int64_t> foff(m);
     int64_t total = 0;
+    bool primal = false;  // some query's class is solved in primal form
     for (int64_t j = 0; j < m; ++j) {
         const int32_t c = host_query_class[j];
         if (c < 0 || c >= n_classes)
@@ -209,6 +169,10 @@ void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, cons
                 "esvm_topk (cuda): a class has more keys than the accumulator's max_cols");
         if (n >= (int64_t(1) << 31))
             throw std::invalid_argument("esvm_topk (cuda): keys must have < 2^31 rows");
+        if (form == EsvmForm::Gram && !esvm_uses_gram(n, d, form))
+            throw std::invalid_argument(
+                "esvm_topk (cuda): SIMATTR_CUDA_ESVM=gram needs classes of fewer than 8,192 keys");
+        primal = primal || !esvm_uses_gram(n, d, form);
         foff[j] = total;
         total += n;
     }
@@ -218,11 +182,12 @@ void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, cons
     check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev),
           "cudaDeviceGetAttribute");
     const size_t per_warp = sizeof(double) * size_t(d + 1);
-    if (per_warp > size_t(smem_max))
-        throw std::invalid_argument("esvm_topk (cuda): d too large for one warp's weights in shared memory");
+    if (primal && per_warp > size_t(smem_max))
+        throw std::invalid_argument(
+            "esvm_topk (cuda): d too large for one warp's weights in shared memory (primal form: classes "
+            "with at least 2d keys)");
     const int warps = int(std::max<size_t>(1, std::min<size_t>(4, size_t(smem_max) / per_warp)));
     const size_t smem = per_warp * warps;
-    allow_max_shared_memory(dev, smem_max);
     cudaStream_t st = static_cast<cudaStream_t>(acc.stream());
 
     std::vector<uint64_t> seeds(m);
@@ -264,8 +229,14 @@ void esvm_topk(const void* queries, DType qtype, const int64_t* query_rows, cons
     a.f = f.get();
     a.iters = iters.get();
     a.converged = conv.get();
-    solve<<<int((m + warps - 1) / warps), 32 * warps, smem, st>>>(a);
-    check_launch(st, "esvm solve kernel");
+    GramBuffers gram;
+    launch_gram(a, host_query_class, host_key_offsets, foff.data(), total, n_classes, form, smem_max, dev, st,
+                gram);
+    if (primal) {
+        allow_max_shared_memory(reinterpret_cast<const void*>(solve), dev, smem_max);
+        solve<<<int((m + warps - 1) / warps), 32 * warps, smem, st>>>(a);
+        check_launch(st, "esvm solve kernel");
+    }
     // Queries of one class are a contiguous [m_c, n_c] block of f: one push per class run.
     for (int64_t j0 = 0; j0 < m;) {
         int64_t j1 = j0;

@@ -81,7 +81,9 @@ py::tuple esvm_topk_py(TopkAccumulatorCuda& acc, uintptr_t queries, DType qtype,
                        uintptr_t keys, DType ktype, uintptr_t key_rows,
                        py::array_t<int64_t, py::array::c_style> key_offsets, int64_t d,
                        py::array_t<int64_t, py::array::c_style> query_ids, double C, bool squared_hinge,
-                       double intercept_scaling, double tol, int64_t max_iter, uint64_t seed) {
+                       double intercept_scaling, double tol, int64_t max_iter, uint64_t seed, int form) {
+    if (form < 0 || form > 2)
+        throw std::invalid_argument("esvm_topk: form must be 0 (auto), 1 (primal) or 2 (gram)");
     if (host_query_class.ndim() != 1 || query_ids.ndim() != 1 || key_offsets.ndim() != 1)
         throw std::invalid_argument("esvm_topk: query_class, query_ids and key_offsets must be 1-d");
     const int64_t m = host_query_class.shape(0);
@@ -97,7 +99,8 @@ py::tuple esvm_topk_py(TopkAccumulatorCuda& acc, uintptr_t queries, DType qtype,
         cuda::esvm_topk(as_ptr<void>(queries), qtype, as_ptr<int64_t>(query_rows),
                         as_ptr<int32_t>(query_class), host_query_class.data(), m, as_ptr<void>(keys), ktype,
                         as_ptr<int64_t>(key_rows), key_offsets.data(), key_offsets.shape(0) - 1, d,
-                        query_ids.data(), p, acc, n_iter.mutable_data(), converged.mutable_data());
+                        query_ids.data(), p, cuda::EsvmForm(form), acc, n_iter.mutable_data(),
+                        converged.mutable_data());
     }
     return py::make_tuple(n_iter, converged);
 }
@@ -139,5 +142,9 @@ PYBIND11_MODULE(_cuda, m) {
           py::arg("query_rows"), py::arg("query_class"), py::arg("host_query_class"), py::arg("keys"),
           py::arg("ktype"), py::arg("key_rows"), py::arg("key_offsets"), py::arg("d"), py::arg("query_ids"),
           py::arg("C"), py::arg("squared_hinge"), py::arg("intercept_scaling"), py::arg("tol"),
-          py::arg("max_iter"), py::arg("seed"));
+          py::arg("max_iter"), py::arg("seed"), py::arg("form"));
+    m.def(
+        "esvm_uses_gram",
+        [](int64_t n, int64_t d, int form) { return cuda::esvm_uses_gram(n, d, cuda::EsvmForm(form)); },
+        py::arg("n"), py::arg("d"), py::arg("form"));
 }

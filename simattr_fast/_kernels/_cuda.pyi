@@ -78,4 +78,6 @@ def esvm_topk(
     tol: float,
     max_iter: int,
     seed: int,
+    form: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]: ...
+def esvm_uses_gram(n: int, d: int, form: int) -> bool: ...

@@ -15,8 +15,8 @@ from .common import CliError, load_side
 def add(sub):
     p = sub.add_parser(
         "label-errors",
-        help="rank training images by how likely their label is wrong (neighbours and a linear class model "
-        "in the embedding)",
+        help="rank training images by how likely their label is wrong (two linear class models and the "
+        "neighbours in the embedding)",
     )
     p.add_argument("--train", required=True, help="training embeddings: an embed folder or a .npy [n, d]")
     p.add_argument("--train-labels", help=".npy int [n] (only with a .npy --train)")
@@ -25,7 +25,8 @@ def add(sub):
         "--method",
         choices=METHODS,
         default="ensemble",
-        help="ensemble (default): rank average of the neighbours' disagreement and the LDA posterior; or either alone",
+        help="ensemble (default): rank average of a logistic regression's and an LDA's label posterior and the "
+        "neighbours' disagreement; or any one alone",
     )
     p.add_argument("--k", type=int, default=20, help="neighbours per image (default 20)")
     p.add_argument("--top", type=int, default=10, help="suspects printed (default 10)")
