@@ -28,6 +28,7 @@ METHODS = ("ensemble", "logistic", "lda", "neighbours")
 # first 10,000 Fashion-MNIST training images (the benchmark reports the next 10,000).
 DEFAULT_WEIGHTS = (0.45, 0.45, 0.1)
 DEFAULT_RIDGE = 3e-4
+_CACHE_BYTES = 1 << 30  # the logistic fit keeps a float64 copy of the rows up to this size
 
 
 def neighbour_disagreement(embeddings, labels, k: int, temperature: float, n_threads=None, progress=None):
@@ -93,7 +94,8 @@ def logistic_posterior(
     """Posterior ``[n, C]`` of the classes ``np.unique(labels)`` under a multinomial logistic
     regression fitted to all of ``embeddings`` ``[n, d]`` (standardised per feature), minimising
     the mean cross-entropy plus ``ridge`` times the squared weights (not the biases) with
-    scipy's L-BFGS. Rows are read ``chunk`` at a time in every step, so memmaps stay on disk."""
+    scipy's L-BFGS. Rows are held once as float64 when that fits in 1 GiB, else read ``chunk``
+    at a time in every step (so large memmaps stay on disk)."""
     from scipy.optimize import minimize
 
     classes, y = np.unique(labels, return_inverse=True)
@@ -109,8 +111,19 @@ def logistic_posterior(
     std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0))
     std[std <= 1e-12 * max(1.0, float(std.max()))] = 1.0  # constant features stay at 0
 
-    # The standardisation is folded into the weights (x - mean) / std @ W = x @ (W / std) - ...,
-    # so each step reads the rows once and copies nothing but their float64 conversion.
+    # The standardisation is folded into the weights, (x - mean) / std @ W = x @ (W / std) -
+    # mean @ (W / std), so no standardised copy is made. Rows are converted to float64 once
+    # when that copy fits in _CACHE_BYTES (converting them in every step cost more than the
+    # products), else chunk by chunk in every step.
+    rows64 = np.asarray(embeddings, np.float64) if n * d * 8 <= _CACHE_BYTES else None
+
+    def blocks():
+        for a in range(0, n, chunk):
+            yield (
+                a,
+                (rows64[a : a + chunk] if rows64 is not None else np.asarray(embeddings[a : a + chunk], np.float64)),
+            )
+
     def logits(theta, block):  # [rows, C]; theta = [W (d x C); b (C)] on standardised features
         w = theta[: d * c].reshape(d, c) / std[:, None]
         return block @ w + (theta[d * c :] - mean @ w)
@@ -118,7 +131,7 @@ def logistic_posterior(
     def loss_and_grad(theta):
         w = theta[: d * c].reshape(d, c)
         loss, xtp, psum = ridge * float((w * w).sum()), np.zeros((d, c)), np.zeros(c)
-        for a, block in _blocks(embeddings, chunk):
+        for a, block in blocks():
             z = logits(theta, block)
             z -= z.max(1, keepdims=True)
             p = np.exp(z)
@@ -141,11 +154,11 @@ def logistic_posterior(
         options={"maxiter": max_iter, "gtol": 1e-8, "ftol": 1e-13},
     ).x
     out = np.empty((n, c))
-    for a, block in _blocks(embeddings, chunk):
+    for a, block in blocks():
         z = logits(theta, block)
         z -= z.max(1, keepdims=True)
         e = np.exp(z)
-        out[a : a + len(block)] = e / e.sum(1, keepdims=True)
+        out[a : a + len(e)] = e / e.sum(1, keepdims=True)
     return out
 
 

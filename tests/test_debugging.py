@@ -121,6 +121,19 @@ def test_logistic_scores_match_scikit_learn(rng, n, tmp_path):
     )
 
 
+def test_logistic_reads_large_inputs_chunk_by_chunk(rng, tmp_path, monkeypatch):
+    """Beyond the float64 cache the rows are read in chunks in every step: same fit."""
+    from simattr_fast import label_errors
+
+    y = np.arange(97) % 3
+    x = (rng.standard_normal((97, 5)) + y[:, None]).astype(np.float32)
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=x.shape)
+    mm[:] = x
+    cached = logistic_posterior(x, y, 1e-2)
+    monkeypatch.setattr(label_errors, "_CACHE_BYTES", 0)
+    np.testing.assert_allclose(logistic_posterior(mm, y, 1e-2, chunk=10), cached, atol=1e-7)
+
+
 def _clusters_with_flips(rng, n, n_flips, spread):
     """n points [n, 16] around 4 class centres, with n_flips labels moved to the next class:
     (points, noisy labels, flipped indices)."""

@@ -67,6 +67,9 @@ def esvm_topk(
     tol : float, default 1e-6
     max_iter : int, default 10000
     device : {"auto", "cpu", "cuda"}, default "auto"
+        On CUDA, one warp per SVM; a class whose pool is small against d (n + 1 <= 2d, under
+        8,192 keys) is solved in Gram form, its keys' Gram matrix computed once for all its
+        queries (``SIMATTR_CUDA_ESVM=primal|gram`` forces one form).
     seed : int, default 0
         Seeds the coordinate permutations (results do not depend on batching).
     n_threads : int or None, default None
