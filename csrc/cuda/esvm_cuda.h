@@ -6,21 +6,10 @@
 
 #include "common/esvm_params.h"
 #include "common/views.h"
+#include "cuda/esvm_gram_plan.h"
 #include "cuda/topk_cuda.h"
 
 namespace simattr::cuda {
-
-// Which solver a class of n keys in d dimensions gets. Gram form (esvm_gram_cuda.cu) when the
-// pool is small against d: a coordinate visit then reads one margin and an update adds one
-// row of n + 1, where the primal form reads (and on update writes) two rows of d. The
-// margins must fit one warp's shared memory on every GPU since Turing (64 KiB: 8,192 slots).
-// `form` overrides the choice (SIMATTR_CUDA_ESVM=primal|gram, for tests and benchmarks).
-constexpr int64_t kGramMaxSlots = 8192;
-enum class EsvmForm : int { Auto = 0, Primal = 1, Gram = 2 };
-inline bool esvm_uses_gram(int64_t n, int64_t d, EsvmForm form) {
-    if (form == EsvmForm::Primal || n + 1 > kGramMaxSlots) return false;
-    return form == EsvmForm::Gram || n + 1 <= 2 * d;
-}
 
 // One launch solves the exemplar SVMs of every query of a batch, whatever its class.
 // queries: device [*, d] rows query_rows[0..m) (device int64), grouped by class in class order;

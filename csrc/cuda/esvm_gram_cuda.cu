@@ -86,25 +86,15 @@ void launch_gram(SolveArgs& a, const int32_t* host_query_class, const int64_t* h
                  const int64_t* host_foff, int64_t total, int64_t n_classes, EsvmForm form, int smem_max,
                  int device, void* stream, GramBuffers& keep) {
     cudaStream_t st = static_cast<cudaStream_t>(stream);
-    std::vector<uint8_t> gram(size_t(n_classes), 0);
-    std::vector<int64_t> kx_off(size_t(n_classes), 0);
-    int64_t kx_total = 0, slots = 0;
-    for (int64_t j = 0; j < a.m; ++j) {
-        const int32_t c = host_query_class[j];
-        const int64_t n = host_key_offsets[c + 1] - host_key_offsets[c];
-        if (gram[c] || !esvm_uses_gram(n, a.d, form)) continue;
-        gram[c] = 1;
-        kx_off[c] = kx_total;
-        kx_total += n * n;
-        slots = std::max(slots, n + 1);
-    }
+    const GramPlan plan = plan_gram(a.m, host_query_class, host_key_offsets, n_classes, a.d, form);
+    const int64_t slots = plan.slots;
     if (slots == 0) return;  // every class in primal form
     keep.gram.reset(size_t(n_classes));
     keep.kx_off.reset(size_t(n_classes));
-    keep.kx.reset(size_t(std::max<int64_t>(1, kx_total)));
+    keep.kx.reset(size_t(std::max<int64_t>(1, plan.kx_total)));
     keep.kq.reset(size_t(std::max<int64_t>(1, total)));
-    copy_to_device(keep.gram.get(), gram.data(), gram.size());
-    copy_to_device(keep.kx_off.get(), kx_off.data(), sizeof(int64_t) * kx_off.size());
+    copy_to_device(keep.gram.get(), plan.gram.data(), plan.gram.size());
+    copy_to_device(keep.kx_off.get(), plan.kx_off.data(), sizeof(int64_t) * plan.kx_off.size());
     a.gram = keep.gram.get();
     a.kx = keep.kx.get();
     a.kx_off = keep.kx_off.get();
@@ -114,11 +104,12 @@ void launch_gram(SolveArgs& a, const int32_t* host_query_class, const int64_t* h
         int64_t j1 = j0;
         while (j1 < a.m && host_query_class[j1] == host_query_class[j0]) ++j1;
         const int32_t c = host_query_class[j0];
-        if (gram[c]) {
+        if (plan.gram[c]) {
             const int64_t n = host_key_offsets[c + 1] - host_key_offsets[c];
             const int64_t* kr = a.krows + host_key_offsets[c];
             // The class's Gram matrix (queries are grouped by class: one run per class).
-            launch_row_dots(a.x, a.xt, kr, n, a.x, a.xt, kr, n, a.d, b2, keep.kx.get() + kx_off[c], n, st);
+            launch_row_dots(a.x, a.xt, kr, n, a.x, a.xt, kr, n, a.d, b2, keep.kx.get() + plan.kx_off[c], n,
+                            st);
             // Query j0 + r's dots with the keys: row r of a [j1 - j0, n] block at foff[j0].
             launch_row_dots(a.q, a.qt, a.qrows + j0, j1 - j0, a.x, a.xt, kr, n, a.d, b2,
                             keep.kq.get() + host_foff[j0], n, st);

@@ -1,6 +1,7 @@
-// The CUDA solver's Gram-form coordinate descent (common/dcd_gram_lanes.h), run on the host by
-// one thread playing the warp's 32 lanes: it must reach liblinear's optimum (KKT conditions
-// to the tolerance) and give the decision values of the CPU solver's primal form.
+// The CUDA solver's Gram form without a GPU: its coordinate descent (common/dcd_gram_lanes.h),
+// run on the host by one thread playing the warp's 32 lanes, must reach liblinear's optimum
+// (KKT conditions to the tolerance) and give the decision values of the CPU solver's primal
+// form; its plan (cuda/esvm_gram_plan.h) picks the classes and lays out their Gram matrices.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include "check.h"
 #include "common/dcd_gram_lanes.h"
 #include "cpu/dcd_cpu.h"
+#include "cuda/esvm_gram_plan.h"
 
 using namespace simattr;
 
@@ -72,7 +74,26 @@ static void check_problem(int64_t n, int64_t d, bool sq, double scale, double to
     }
 }
 
+static void check_plan() {
+    using cuda::EsvmForm;
+    CHECK(cuda::esvm_uses_gram(1281, 2048, EsvmForm::Auto));   // ImageNet's shape
+    CHECK(!cuda::esvm_uses_gram(6000, 256, EsvmForm::Auto));   // Fashion-MNIST's
+    CHECK(cuda::esvm_uses_gram(6000, 256, EsvmForm::Gram));    // forced
+    CHECK(!cuda::esvm_uses_gram(8192, 9000, EsvmForm::Gram));  // beyond 8,192 slots
+    CHECK(!cuda::esvm_uses_gram(10, 2048, EsvmForm::Primal));  // forced
+    CHECK(cuda::esvm_uses_gram(0, 1, EsvmForm::Auto) && !cuda::esvm_uses_gram(2, 1, EsvmForm::Auto));
+    // Classes of 3, 100, 5 and 2 keys with d = 8 (Gram up to 15 keys); class 3 has no queries.
+    const int64_t offsets[] = {0, 3, 103, 108, 110};
+    const int32_t qclass[] = {0, 0, 1, 2, 2, 2};
+    const cuda::GramPlan p = cuda::plan_gram(6, qclass, offsets, 4, 8, EsvmForm::Auto);
+    CHECK((p.gram == std::vector<uint8_t>{1, 0, 1, 0}));
+    CHECK(p.kx_off[0] == 0 && p.kx_off[2] == 9 && p.kx_total == 9 + 25 && p.slots == 6);
+    const cuda::GramPlan none = cuda::plan_gram(6, qclass, offsets, 4, 8, EsvmForm::Primal);
+    CHECK(none.slots == 0 && none.kx_total == 0);
+}
+
 int main() {
+    check_plan();
     for (bool sq : {true, false}) {
         check_problem(1, 3, sq, 1.0, 1e-10, 1);
         check_problem(3, 1, sq, 1.0, 1e-10, 2);
