@@ -89,13 +89,14 @@ def lda_posterior(embeddings, labels, chunk: int = 65536) -> np.ndarray:
 
 
 def logistic_posterior(
-    embeddings, labels, ridge: float = DEFAULT_RIDGE, max_iter: int = 300, chunk: int = 65536
+    embeddings, labels, ridge: float = DEFAULT_RIDGE, max_iter: int = 300, chunk: int = 65536, progress=None
 ) -> np.ndarray:
     """Posterior ``[n, C]`` of the classes ``np.unique(labels)`` under a multinomial logistic
     regression fitted to all of ``embeddings`` ``[n, d]`` (standardised per feature), minimising
     the mean cross-entropy plus ``ridge`` times the squared weights (not the biases) with
     scipy's L-BFGS. Rows are held once as float64 when that fits in 1 GiB, else read ``chunk``
-    at a time in every step (so large memmaps stay on disk)."""
+    at a time in every step (so large memmaps stay on disk). ``progress``: a bar over the
+    L-BFGS steps (None: on a terminal, for inputs of a million entries or more)."""
     from scipy.optimize import minimize
 
     classes, y = np.unique(labels, return_inverse=True)
@@ -146,13 +147,20 @@ def logistic_posterior(
         gw = (xtp - np.outer(mean, psum)) / (n * std[:, None]) + 2 * ridge * w
         return loss, np.concatenate([gw.ravel(), psum / n])
 
-    theta = minimize(
-        loss_and_grad,
-        np.zeros(d * c + c),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": max_iter, "gtol": 1e-8, "ftol": 1e-13},
-    ).x
+    from ._progress import progress_bar
+
+    # Small problems fit in well under a second: no bar for them.
+    with progress_bar(
+        total=max_iter, desc="label errors: logistic fit", unit="step", progress=progress, min_items=1 + n * d // 10**6
+    ) as bar:
+        theta = minimize(
+            loss_and_grad,
+            np.zeros(d * c + c),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": max_iter, "gtol": 1e-8, "ftol": 1e-13},
+            callback=lambda *_: bar.update(1),
+        ).x
     out = np.empty((n, c))
     for a, block in blocks():
         z = logits(theta, block)
@@ -250,8 +258,8 @@ def label_error_scores(
     if method == "lda":
         return 1.0 - lda_posterior(embeddings, labels)[rows, own]
     if method == "logistic":
-        return 1.0 - logistic_posterior(embeddings, labels, ridge)[rows, own]
-    post_lr = logistic_posterior(embeddings, labels, ridge)
+        return 1.0 - logistic_posterior(embeddings, labels, ridge, progress=progress)[rows, own]
+    post_lr = logistic_posterior(embeddings, labels, ridge, progress=progress)
     post_lda = lda_posterior(embeddings, labels)
     near = neighbour_disagreement(embeddings, labels, k, temperature, n_threads, progress)
     w = w / w.sum()
