@@ -148,17 +148,10 @@ SIMATTR_HD bool dcd_gram_lanes(const Lanes& L, const GramProblem& P, GramState& 
             }
         }
         ++iter;
-        if (pg_max_new - pg_min_new <= P.tol) {
-            if (active == l) {
-                done = true;
-                break;
-            }
-            active = l;
-            pg_max_old = 1e300;
-            pg_min_old = -1e300;
-            continue;
+        if (dcd_sweep_end(pg_max_new, pg_min_new, P.tol, l, &active, &pg_max_old, &pg_min_old)) {
+            done = true;
+            break;
         }
-        dcd_next_thresholds(pg_max_new, pg_min_new, &pg_max_old, &pg_min_old);
     }
     *iters = iter;
     return done;

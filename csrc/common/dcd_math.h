@@ -86,6 +86,22 @@ SIMATTR_HD inline void dcd_next_thresholds(double pg_max_new, double pg_min_new,
     *pg_min_old = pg_min_new >= 0.0 ? -1e300 : pg_min_new;
 }
 
+// liblinear's sweep-end rule, shared by every solver. A sweep that met max PG - min PG <= tol
+// over every slot (*active == l) ends the solve: returns true. Met on the shrunk set only,
+// every slot is un-shrunk to be verified; not met, the thresholds move (dcd_next_thresholds).
+SIMATTR_HD inline bool dcd_sweep_end(double pg_max_new, double pg_min_new, double tol, int64_t l,
+                                     int64_t* active, double* pg_max_old, double* pg_min_old) {
+    if (pg_max_new - pg_min_new <= tol) {
+        if (*active == l) return true;
+        *active = l;
+        *pg_max_old = 1e300;
+        *pg_min_old = -1e300;
+        return false;
+    }
+    dcd_next_thresholds(pg_max_new, pg_min_new, pg_max_old, pg_min_old);
+    return false;
+}
+
 // SplitMix64: a tiny, high-quality PRNG with the same output on host and device, so the
 // coordinate permutations depend only on (seed, query index).
 struct SplitMix64 {

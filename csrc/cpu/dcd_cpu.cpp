@@ -70,14 +70,7 @@ SIMATTR_INLINE bool sweeps(const WorkingSet& ws, DcdState& st, double tol, int64
             }
         }
         ++*st.iters;
-        if (pg_max_new - pg_min_new <= tol) {
-            if (active == l) return true;
-            active = l;  // liblinear: un-shrink and verify on every coordinate
-            pg_max_old = 1e300;
-            pg_min_old = -1e300;
-            continue;
-        }
-        dcd_next_thresholds(pg_max_new, pg_min_new, &pg_max_old, &pg_min_old);
+        if (dcd_sweep_end(pg_max_new, pg_min_new, tol, l, &active, &pg_max_old, &pg_min_old)) return true;
     }
     return false;
 }

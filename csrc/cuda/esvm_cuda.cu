@@ -100,17 +100,10 @@ __global__ void solve(SolveArgs a) {
             }
         }
         ++iter;
-        if (pg_max_new - pg_min_new <= a.tol) {
-            if (active == l) {
-                done = 1;
-                break;
-            }
-            active = l;
-            pg_max_old = 1e300;
-            pg_min_old = -1e300;
-            continue;
+        if (dcd_sweep_end(pg_max_new, pg_min_new, a.tol, l, &active, &pg_max_old, &pg_min_old)) {
+            done = 1;
+            break;
         }
-        dcd_next_thresholds(pg_max_new, pg_min_new, &pg_max_old, &pg_min_old);
     }
     float* f = a.f + a.foff[j];
     for (int64_t i = 0; i < n; ++i) {

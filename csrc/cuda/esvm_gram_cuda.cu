@@ -3,7 +3,6 @@
 // Gram matrix is computed once and shared by all its queries (it stays in L2 while they
 // sweep), and a coordinate visit reads one margin instead of a d-dimensional row.
 #include <algorithm>
-#include <vector>
 
 #include "common/dcd_gram_lanes.h"
 #include "cuda/device_util.cuh"
