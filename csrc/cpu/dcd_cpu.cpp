@@ -132,13 +132,14 @@ SIMATTR_CLONES bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st
                              int64_t max_iter, const Blas& blas) {
     GramOracle o(K, ws.l, st.alpha);
     const bool squared = ws.dc.diag_neg > 0.0;
-    // Squared hinge: sweep until the active set settles, then jump to its optimum with a
-    // Newton step; a step that fails (the active set is still moving) is retried after
-    // sweeping ten times tighter. Sweeps at tol always have the last word, so liblinear's
-    // stopping rule decides convergence either way.
-    for (double t = kNewtonFrom; squared && t > tol; t *= 0.1) {
+    // Squared hinge: a Newton step on the active set guessed from the warm start (the last
+    // round's solution) usually lands on the optimum at once. Where it fails, sweep until the
+    // active set settles and retry, ten times tighter each time. Sweeps at tol always have
+    // the last word, so liblinear's stopping rule decides convergence either way.
+    bool landed = squared && newton_active_set(blas, K, ws.l, ws.dc, st.alpha, o.g);
+    for (double t = kNewtonFrom; squared && !landed && t > tol; t *= 0.1) {
         if (!sweeps(ws, st, t, max_iter, o)) break;  // max_iter reached
-        if (newton_active_set(blas, K, ws.l, ws.dc, st.alpha, o.g)) break;
+        landed = newton_active_set(blas, K, ws.l, ws.dc, st.alpha, o.g);
     }
     const bool ok = sweeps(ws, st, tol, max_iter, o);
     std::fill(st.w, st.w + ws.d + 1, 0.0);

@@ -21,6 +21,12 @@ constexpr int64_t kGrowth = 2;
 // Working sets up to this size (and below 2d) use the Gram form: O(l) per visit, K [l, l]
 // in double (32 MiB at most).
 constexpr int64_t kGramMax = 2048;
+// With the squared hinge the Gram form also ends each solve with a Newton step, which
+// beats hundreds of O(d)-per-visit primal sweeps while the system stays small: up to 3d
+// rows when that is at most this many (Fashion-MNIST's 256-d SimCLR embedding: 30% faster
+// overall). Larger systems (i.i.d. Gaussian data at d = 512: ~750 active rows) cost more
+// in Gram matrices and factorisations than the sweeps they save, so they stay primal.
+constexpr int64_t kGramNewtonMax = 1024;
 // Working-set rows with alpha 0 and a gradient above this (in margin units) are dropped.
 constexpr double kPruneGradient = 0.05;
 
@@ -63,7 +69,8 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
     }
     const WorkingSet ws{rows.data(), l, d, P.B, P.dc};
     DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
-    if (l <= kGramMax && l <= 2 * d) {
+    const bool squared = P.dc.diag_neg > 0.0;
+    if (l <= kGramMax && (l <= 2 * d || (squared && l <= 3 * d && l <= kGramNewtonMax))) {
         xd.assign(rows.begin(), rows.end());
         // Re-lay the kept block out with the wider stride, in place: rows move to higher
         // addresses, so going from the last row down never overwrites one not yet moved.

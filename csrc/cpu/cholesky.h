@@ -1,0 +1,40 @@
+// A Cholesky factor that follows a changing active set: rows and columns are appended
+// (O(n^2) each) or deleted (a rank-one update of the trailing block, O(n^2)) without
+// refactoring, so an active-set Newton method pays O(n^2) per change instead of O(n^3).
+//
+// Layout: L is lower triangular, row-major with row stride ld (the capacity), L L^T = M for
+// the current n x n SPD matrix M. Row-major lower with stride ld is column-major upper with
+// leading dimension ld, which is what LAPACK's dpotrf("U") factors in place.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cpu/blas.h"
+
+namespace simattr {
+
+class GrowingCholesky {
+public:
+    // Room for up to `capacity` rows; resets to the empty factor.
+    void reset(int64_t capacity);
+    int64_t size() const { return n_; }
+
+    // Factors M [n, n] (row-major, lower triangle read, stride n) from scratch, with LAPACK's
+    // blocked dpotrf when blas has it. Returns false when M is not numerically SPD.
+    bool factor(const Blas& blas, const double* M, int64_t n);
+    // Appends one row and column: m [n] its off-diagonal entries against the current rows (in
+    // order), diag its diagonal entry. Returns false (factor unchanged) when the extended
+    // matrix is not numerically SPD.
+    bool append(const double* m, double diag);
+    // Deletes row and column j (0 <= j < n).
+    void remove(int64_t j);
+    // Solves L L^T x = b in place (b [n]).
+    void solve(double* b) const;
+
+private:
+    std::vector<double> L_;
+    std::vector<double> v_;  // scratch of remove()
+    int64_t ld_ = 0, n_ = 0;
+};
+
+}  // namespace simattr

@@ -1,0 +1,86 @@
+// GrowingCholesky against a direct solve: after every append and delete, L L^T x = b must
+// solve the current matrix (checked by its residual), for random SPD matrices of odd sizes,
+// deletions at the first, a middle and the last position, and growth past the capacity.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "check.h"
+#include "cpu/cholesky.h"
+
+using namespace simattr;
+
+namespace {
+
+// The current matrix: rows of the full SPD matrix S [N, N] picked by idx.
+double residual(const GrowingCholesky& c, const std::vector<double>& S, int64_t N,
+                const std::vector<int64_t>& idx) {
+    const int64_t n = int64_t(idx.size());
+    std::vector<double> b(n), x(n);
+    for (int64_t a = 0; a < n; ++a) b[a] = x[a] = 1.0 + 0.1 * double(a % 7);
+    c.solve(x.data());
+    double worst = 0.0;
+    for (int64_t a = 0; a < n; ++a) {
+        double r = -b[a];
+        for (int64_t k = 0; k < n; ++k) r += S[idx[a] * N + idx[k]] * x[k];
+        worst = std::max(worst, std::fabs(r));
+    }
+    return worst;
+}
+
+}  // namespace
+
+int main() {
+    std::mt19937_64 rng(7);
+    std::normal_distribution<double> normal;
+    const Blas no_lapack;  // the portable fallback factorisation
+    for (int64_t N : {1, 3, 97}) {
+        // S = G G^T + N I: SPD with a moderate condition number.
+        std::vector<double> G(size_t(N * N)), S(size_t(N * N), 0.0);
+        for (double& g : G) g = normal(rng);
+        for (int64_t i = 0; i < N; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+                for (int64_t k = 0; k < N; ++k) S[i * N + j] += G[i * N + k] * G[j * N + k];
+                if (i == j) S[i * N + j] += double(N);
+            }
+        // Factor the first half directly, append the rest one by one (past the capacity).
+        const int64_t h = (N + 1) / 2;
+        std::vector<int64_t> idx;
+        for (int64_t i = 0; i < h; ++i) idx.push_back(i);
+        std::vector<double> M(size_t(h * h));
+        for (int64_t a = 0; a < h; ++a)
+            for (int64_t b = 0; b < h; ++b) M[a * h + b] = S[a * N + b];
+        GrowingCholesky c;
+        CHECK(c.factor(no_lapack, M.data(), h));
+        CHECK(residual(c, S, N, idx) < 1e-9);
+        for (int64_t t = h; t < N; ++t) {
+            std::vector<double> m(idx.size());
+            for (size_t a = 0; a < idx.size(); ++a) m[a] = S[t * N + idx[a]];
+            CHECK(c.append(m.data(), S[t * N + t]));
+            idx.push_back(t);
+            CHECK(c.size() == int64_t(idx.size()));
+            CHECK(residual(c, S, N, idx) < 1e-9);
+        }
+        // Delete the last, the first and a middle row; then append one back.
+        for (int64_t pos : {N - 1, int64_t(0), (N - 2) / 2}) {
+            if (idx.empty() || pos >= int64_t(idx.size())) continue;
+            c.remove(pos);
+            idx.erase(idx.begin() + pos);
+            CHECK(c.size() == int64_t(idx.size()));
+            if (!idx.empty()) CHECK(residual(c, S, N, idx) < 1e-9);
+        }
+    }
+    // A singular extension is refused and leaves the factor as it was: appending a copy of
+    // an existing row of M = [[1, 1], [1, 1]].
+    GrowingCholesky c;
+    const double one = 1.0;
+    CHECK(c.factor(Blas{}, &one, 1));
+    CHECK(!c.append(&one, 1.0));
+    CHECK(c.size() == 1);
+    // Not positive definite from the start.
+    const double neg = -1.0;
+    CHECK(!c.factor(Blas{}, &neg, 1));
+    std::puts("test_cholesky: ok");
+    return 0;
+}
