@@ -18,17 +18,14 @@ using DgemmFn = void (*)(const char* transa, const char* transb, const int* m, c
                          const double* alpha, const double* a, const int* lda, const double* b,
                          const int* ldb, const double* beta, double* c, const int* ldc);
 
-// LAPACK Cholesky factorisation and solve (Fortran dpotrf / dpotrs).
+// LAPACK Cholesky factorisation (Fortran dpotrf).
 using DpotrfFn = void (*)(const char* uplo, const int* n, double* a, const int* lda, int* info);
-using DpotrsFn = void (*)(const char* uplo, const int* n, const int* nrhs, const double* a, const int* lda,
-                          double* b, const int* ldb, int* info);
 
 // The BLAS / LAPACK routines the caller injects (any may be null: portable fallbacks are used).
 struct Blas {
     SgemmFn sgemm = nullptr;
     DgemmFn dgemm = nullptr;
     DpotrfFn dpotrf = nullptr;
-    DpotrsFn dpotrs = nullptr;
 };
 
 // Gram matrix of augmented rows, K[i, j] = x_i . x_j + B^2, for row-major x [l, d] (double)

@@ -14,33 +14,37 @@ constexpr double kMinPivotRatio = 1e-16;
 }  // namespace
 
 void GrowingCholesky::reset(int64_t capacity) {
-    if (capacity > ld_) {
-        ld_ = capacity;
-        L_.assign(size_t(ld_ * ld_), 0.0);  // the row stride changes: old contents are void
-    }
     n_ = 0;
+    if (capacity > ld_) grow(capacity);
+}
+
+void GrowingCholesky::grow(int64_t capacity) {
+    std::unique_ptr<double[]> grown(new double[size_t(capacity * capacity)]);
+    for (int64_t a = 0; a < n_; ++a) std::copy(&L_[a * ld_], &L_[a * ld_] + a + 1, &grown[a * capacity]);
+    L_.swap(grown);
+    ld_ = capacity;
 }
 
 bool GrowingCholesky::factor(const Blas& blas, const double* M, int64_t n) {
-    reset(n);
-    for (int64_t a = 0; a < n; ++a) std::copy(M + a * n, M + a * n + a + 1, L_.begin() + a * ld_);
+    reset(n + n / 4 + 8);  // room for the appends that usually follow
+    for (int64_t a = 0; a < n; ++a) std::copy(M + a * n, M + a * n + a + 1, &L_[a * ld_]);
     if (blas.dpotrf != nullptr) {
         const int N = int(n), LD = int(ld_);
         int info = 0;
-        blas.dpotrf("U", &N, L_.data(), &LD, &info);
+        blas.dpotrf("U", &N, L_.get(), &LD, &info);
         if (info != 0) return false;
         n_ = n;
         return true;
     }
     // Plain right-looking Cholesky (the fallback when no LAPACK is injected).
     for (int64_t j = 0; j < n; ++j) {
-        double* Lj = L_.data() + j * ld_;
+        double* Lj = L_.get() + j * ld_;
         double s = Lj[j];
         for (int64_t k = 0; k < j; ++k) s -= Lj[k] * Lj[k];
         if (!(s > kMinPivotRatio * M[j * n + j])) return false;
         Lj[j] = std::sqrt(s);
         for (int64_t i = j + 1; i < n; ++i) {
-            double* Li = L_.data() + i * ld_;
+            double* Li = L_.get() + i * ld_;
             double t = Li[j];
             for (int64_t k = 0; k < j; ++k) t -= Li[k] * Lj[k];
             Li[j] = t / Lj[j];
@@ -51,19 +55,12 @@ bool GrowingCholesky::factor(const Blas& blas, const double* M, int64_t n) {
 }
 
 bool GrowingCholesky::append(const double* m, double diag) {
-    if (n_ == ld_) {  // grow the capacity, keeping the factor
-        const int64_t cap = std::max<int64_t>(16, 2 * ld_);
-        std::vector<double> grown(size_t(cap * cap), 0.0);
-        for (int64_t a = 0; a < n_; ++a)
-            std::copy(L_.begin() + a * ld_, L_.begin() + a * ld_ + a + 1, grown.begin() + a * cap);
-        L_.swap(grown);
-        ld_ = cap;
-    }
+    if (n_ == ld_) grow(std::max<int64_t>(16, ld_ + ld_ / 2));
     // The new row z solves L z = m (forward substitution); its pivot is diag - |z|^2.
-    double* z = L_.data() + n_ * ld_;
+    double* z = L_.get() + n_ * ld_;
     double sq = 0.0;
     for (int64_t a = 0; a < n_; ++a) {
-        const double* La = L_.data() + a * ld_;
+        const double* La = L_.get() + a * ld_;
         double t = m[a];
         for (int64_t b = 0; b < a; ++b) t -= La[b] * z[b];
         z[a] = t / La[a];
@@ -82,20 +79,20 @@ void GrowingCholesky::remove(int64_t j) {
     const int64_t t = n_ - 1 - j;  // trailing rows
     v_.resize(size_t(t));
     for (int64_t i = 0; i < t; ++i) {
-        double* src = L_.data() + (j + 1 + i) * ld_;
-        double* dst = L_.data() + (j + i) * ld_;
+        double* src = L_.get() + (j + 1 + i) * ld_;
+        double* dst = L_.get() + (j + i) * ld_;
         v_[i] = src[j];
         std::copy(src, src + j, dst);
         std::copy(src + j + 1, src + j + 2 + i, dst + j);
     }
     --n_;
     for (int64_t k = 0; k < t; ++k) {
-        double* Lk = L_.data() + (j + k) * ld_;
+        double* Lk = L_.get() + (j + k) * ld_;
         const double d = Lk[j + k], r = std::hypot(d, v_[k]);
         const double c = r / d, s = v_[k] / d;
         Lk[j + k] = r;
         for (int64_t i = k + 1; i < t; ++i) {
-            double& Lik = L_[size_t((j + i) * ld_ + j + k)];
+            double& Lik = L_[(j + i) * ld_ + j + k];
             Lik = (Lik + s * v_[i]) / c;
             v_[i] = c * v_[i] - s * Lik;
         }
@@ -104,13 +101,13 @@ void GrowingCholesky::remove(int64_t j) {
 
 void GrowingCholesky::solve(double* b) const {
     for (int64_t a = 0; a < n_; ++a) {  // L y = b, row by row
-        const double* La = L_.data() + a * ld_;
+        const double* La = L_.get() + a * ld_;
         double t = b[a];
         for (int64_t k = 0; k < a; ++k) t -= La[k] * b[k];
         b[a] = t / La[a];
     }
     for (int64_t a = n_ - 1; a >= 0; --a) {  // L^T x = y, column by column (rows of L)
-        const double* La = L_.data() + a * ld_;
+        const double* La = L_.get() + a * ld_;
         b[a] /= La[a];
         const double xa = b[a];
         for (int64_t k = 0; k < a; ++k) b[k] -= La[k] * xa;

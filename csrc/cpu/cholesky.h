@@ -7,6 +7,7 @@
 // leading dimension ld, which is what LAPACK's dpotrf("U") factors in place.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "cpu/blas.h"
@@ -32,7 +33,10 @@ public:
     void solve(double* b) const;
 
 private:
-    std::vector<double> L_;
+    void grow(int64_t capacity);  // keeps the factor
+    // Left uninitialised (new[] without ()): only the lower triangle is ever touched, so
+    // half of a large factor's pages are never faulted in.
+    std::unique_ptr<double[]> L_;
     std::vector<double> v_;  // scratch of remove()
     int64_t ld_ = 0, n_ = 0;
 };

@@ -129,17 +129,17 @@ SIMATTR_CLONES bool dcd_primal(const WorkingSet& ws, DcdState& st, double tol, i
 }
 
 SIMATTR_CLONES bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st, double tol,
-                             int64_t max_iter, const Blas& blas) {
+                             int64_t max_iter, const Blas& blas, NewtonWarm* warm, const int64_t* slot_ids) {
     GramOracle o(K, ws.l, st.alpha);
     const bool squared = ws.dc.diag_neg > 0.0;
     // Squared hinge: a Newton step on the active set guessed from the warm start (the last
     // round's solution) usually lands on the optimum at once. Where it fails, sweep until the
     // active set settles and retry, ten times tighter each time. Sweeps at tol always have
     // the last word, so liblinear's stopping rule decides convergence either way.
-    bool landed = squared && newton_active_set(blas, K, ws.l, ws.dc, st.alpha, o.g);
+    bool landed = squared && newton_active_set(blas, K, ws.l, ws.dc, st.alpha, o.g, warm, slot_ids);
     for (double t = kNewtonFrom; squared && !landed && t > tol; t *= 0.1) {
         if (!sweeps(ws, st, t, max_iter, o)) break;  // max_iter reached
-        landed = newton_active_set(blas, K, ws.l, ws.dc, st.alpha, o.g);
+        landed = newton_active_set(blas, K, ws.l, ws.dc, st.alpha, o.g, warm, slot_ids);
     }
     const bool ok = sweeps(ws, st, tol, max_iter, o);
     std::fill(st.w, st.w + ws.d + 1, 0.0);

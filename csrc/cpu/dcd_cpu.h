@@ -5,6 +5,7 @@
 
 #include "common/dcd_math.h"
 #include "cpu/blas.h"
+#include "cpu/newton.h"
 
 namespace simattr {
 
@@ -37,7 +38,8 @@ bool dcd_primal(const WorkingSet& ws, DcdState& st, double tol, int64_t max_iter
 // margins g = K (alpha * y) instead of w, so a visit costs O(l). w is rebuilt on exit.
 // For the squared hinge, a Newton step on the settled active set (newton.h, with blas's
 // LAPACK) replaces the slow tail of the sweeps; the sweeps still decide convergence.
+// warm / slot_ids (may be null): the Newton step's factor kept between calls (newton.h).
 bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st, double tol, int64_t max_iter,
-              const Blas& blas);
+              const Blas& blas, NewtonWarm* warm = nullptr, const int64_t* slot_ids = nullptr);
 
 }  // namespace simattr

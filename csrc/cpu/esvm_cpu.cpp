@@ -38,6 +38,7 @@ struct Svm {
     std::vector<uint8_t> in_ws;  // [n] membership flags; key rows outside have alpha 0
     std::vector<double> K;       // Gram matrix of the slots, valid for the first gram_l
     int64_t gram_l = 0;
+    NewtonWarm newton;  // the last Newton step's factor, rows named by key row (-1: q)
     int64_t iters = 0;
     double round_tol = 0.0;
     bool converged = false;
@@ -80,7 +81,11 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
                                s.K.begin() + i * l + s.gram_l);
         gram_aug(P.blas->dgemm, xd.data(), l, d, s.gram_l, P.B, s.K.data());
         s.gram_l = l;
-        s.converged = dcd_gram(ws, s.K.data(), st, s.round_tol, P.p->max_iter, *P.blas);
+        thread_local std::vector<int64_t> ids;
+        ids.assign(1, -1);
+        ids.insert(ids.end(), s.ws.begin(), s.ws.end());
+        s.converged =
+            dcd_gram(ws, s.K.data(), st, s.round_tol, P.p->max_iter, *P.blas, &s.newton, ids.data());
     } else {
         s.K.clear();
         s.gram_l = 0;
@@ -189,6 +194,14 @@ void start_svms(const Problem& P, const float* queries, int64_t ldq, const int64
     });
 }
 
+// A finished SVM keeps only w and its counters: its Gram matrix and Newton factor (up to
+// tens of MiB each) go at once rather than when the whole tile is done.
+void finish(Svm& s) {
+    s.done = true;
+    std::vector<double>().swap(s.K);
+    s.newton = NewtonWarm();
+}
+
 // One round of a live SVM, given its decision values f [n] over all keys (bias added here):
 // it is done when no key outside the working set violates the margin at the final
 // tolerance; else the violators join the working set and it is solved again.
@@ -197,7 +210,7 @@ void refresh_svm(const Problem& P, const float* query, Svm& s, float* f, double 
     const float bias = float(s.w[P.d] * P.B);
     for (int64_t i = 0; i < P.n; ++i) f[i] += bias;
     if (s.iters >= params.max_iter) {
-        s.done = true;
+        finish(s);
         return;
     }
     // float32 GEMM error is far below this margin, so a row left out truly has alpha = 0
@@ -210,7 +223,7 @@ void refresh_svm(const Problem& P, const float* query, Svm& s, float* f, double 
     const std::vector<int64_t> add = violators(f, s, P.n, margin, budget);
     if (add.empty()) {
         if (s.round_tol <= params.tol && s.converged) {
-            s.done = true;
+            finish(s);
             return;
         }
         s.round_tol = params.tol;

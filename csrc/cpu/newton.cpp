@@ -20,17 +20,59 @@ double max_pg(const double* alpha, const std::vector<double>& g, int64_t l, cons
     return m;
 }
 
+// Starts the factor from the warm one: its rows whose slots are still wanted (in[]) stay,
+// the others are deleted, and wanted slots it lacks are appended, in A's order. Returns
+// false (the caller refactors) when that is more than a quarter of the rows.
+template <class Append>
+bool from_warm(NewtonWarm& warm, const int64_t* slot_ids, int64_t l, const std::vector<uint8_t>& in,
+               std::vector<int64_t>& A, Append&& append) {
+    thread_local std::vector<std::pair<int64_t, int64_t>> by_id;  // (id, slot), sorted
+    thread_local std::vector<int64_t> kept, drop;
+    thread_local std::vector<uint8_t> have;
+    by_id.clear();
+    for (int64_t t = 0; t < l; ++t) by_id.emplace_back(slot_ids[t], t);
+    std::sort(by_id.begin(), by_id.end());
+    kept.clear();
+    drop.clear();
+    have.assign(size_t(l), 0);
+    for (size_t r = 0; r < warm.ids.size(); ++r) {
+        const auto it =
+            std::lower_bound(by_id.begin(), by_id.end(), std::make_pair(warm.ids[r], int64_t(-1)));
+        const bool found = it != by_id.end() && it->first == warm.ids[r];
+        if (found && in[it->second]) {
+            kept.push_back(it->second);
+            have[it->second] = 1;
+        } else {
+            drop.push_back(int64_t(r));
+        }
+    }
+    int64_t missing = 0;
+    for (int64_t t : A) missing += !have[t];
+    if (kept.empty() || 4 * (int64_t(drop.size()) + missing) > int64_t(A.size())) return false;
+    for (auto it = drop.rbegin(); it != drop.rend(); ++it) warm.chol.remove(*it);
+    std::vector<int64_t> wanted;
+    wanted.swap(A);
+    A = kept;
+    for (int64_t t : wanted)
+        if (!have[t] && !append(t)) {
+            A.swap(wanted);  // the caller refactors the whole set
+            return false;
+        }
+    return true;
+}
+
 }  // namespace
 
 bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdConstants& dc, double* alpha,
-                       std::vector<double>& g) {
+                       std::vector<double>& g, NewtonWarm* warm, const int64_t* slot_ids) {
     // A primal-dual active-set iteration: solve on A, drop coordinates the solve drives
     // negative, add those outside A that then violate, until A is consistent. Each change
     // updates the Cholesky factor in O(|A|^2); a change of more than a quarter of A
     // refactors instead (cheaper than that many updates, and resets accumulated rounding).
     constexpr int64_t kMaxActive = 2048;
     constexpr int kMaxSteps = 16;
-    thread_local GrowingCholesky chol;
+    thread_local GrowingCholesky local;
+    GrowingCholesky& chol = warm != nullptr ? warm->chol : local;
     thread_local std::vector<double> M, x, row, alpha2, g2;
     thread_local std::vector<int64_t> A, drop, add;
     thread_local std::vector<uint8_t> in;
@@ -48,9 +90,36 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
         for (int64_t a = 0; a < n; ++a)
             for (int64_t b = 0; b <= a; ++b)
                 M[a * n + b] = entry(A[a], A[b]) + (a == b ? dc.diag(A[a]) : 0.0);
+        if (warm != nullptr) ++warm->refactors;
         return chol.factor(blas, M.data(), n);
     };
-    if (A.empty() || int64_t(A.size()) > kMaxActive || !refactor()) return false;
+    // Appends slot t to the factor and to A; false when the extension is not SPD.
+    const auto append = [&](int64_t t) {
+        row.resize(A.size());
+        for (size_t a = 0; a < A.size(); ++a) row[a] = entry(t, A[a]);
+        if (!chol.append(row.data(), entry(t, t) + dc.diag(t))) return false;
+        A.push_back(t);
+        return true;
+    };
+    const bool ok =
+        int64_t(A.size()) <= kMaxActive && !A.empty() &&
+        ((warm != nullptr && !warm->ids.empty() && from_warm(*warm, slot_ids, l, in, A, append)) ||
+         refactor());
+    // From here on chol always factors A's matrix, so the caller may keep it; a failed
+    // factorisation leaves nothing to keep.
+    struct Keep {
+        NewtonWarm* warm;
+        const std::vector<int64_t>& A;
+        const int64_t* ids;
+        bool valid;
+        ~Keep() {
+            if (warm == nullptr) return;
+            warm->ids.clear();
+            if (valid)
+                for (int64_t t : A) warm->ids.push_back(ids[t]);
+        }
+    } keep{slot_ids != nullptr ? warm : nullptr, A, slot_ids, ok};
+    if (!ok) return false;
     alpha2.resize(size_t(l));
     g2.resize(size_t(l));
     for (int step = 0; step < kMaxSteps; ++step) {
@@ -66,7 +135,7 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
             for (auto it = drop.rbegin(); it != drop.rend(); ++it) A.erase(A.begin() + *it);
             if (A.empty()) return false;
             if (4 * int64_t(drop.size()) > n) {
-                if (!refactor()) return false;
+                if (!(keep.valid = refactor())) return false;
             } else {
                 for (auto it = drop.rbegin(); it != drop.rend(); ++it) chol.remove(*it);
             }
@@ -84,15 +153,11 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
             for (int64_t t : add) in[t] = 1;
             if (4 * int64_t(add.size()) > n) {
                 A.insert(A.end(), add.begin(), add.end());
-                if (!refactor()) return false;
+                if (!(keep.valid = refactor())) return false;
                 continue;
             }
-            for (int64_t t : add) {
-                row.resize(A.size());
-                for (size_t a = 0; a < A.size(); ++a) row[a] = entry(t, A[a]);
-                if (!chol.append(row.data(), entry(t, t) + dc.diag(t))) return false;
-                A.push_back(t);
-            }
+            for (int64_t t : add)
+                if (!append(t)) return false;  // the factor still matches A
             continue;
         }
         if (max_pg(alpha2.data(), g2, l, dc) >= max_pg(alpha, g, l, dc)) return false;
