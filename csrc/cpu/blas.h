@@ -30,7 +30,8 @@ struct Blas {
 
 // Gram matrix of augmented rows, K[i, j] = x_i . x_j + B^2, for row-major x [l, d] (double)
 // and K [l, l] row-major: fills rows row0..l (all columns) and mirrors them into columns
-// row0..l, so a K whose leading row0 x row0 block is already right is extended to l.
+// row0..l, so a K whose leading row0 x row0 block is already right is extended to l. Only
+// the lower triangle is computed (the new rows' diagonal block recursively, in halves).
 // Single-threaded (called from inside parallel loops).
 void gram_aug(DgemmFn dgemm, const double* x, int64_t l, int64_t d, int64_t row0, double B, double* K);
 

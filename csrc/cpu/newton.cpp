@@ -10,6 +10,10 @@ namespace simattr {
 
 namespace {
 
+// A largest |projected gradient| this small (gradients are O(1): margins against 1) is the
+// optimum to rounding, 10^4 below liblinear's default tolerance.
+constexpr double kSettled = 1e-10;
+
 // Largest |projected gradient| with no upper bound.
 double max_pg(const double* alpha, const std::vector<double>& g, int64_t l, const DcdConstants& dc) {
     double m = 0.0;
@@ -76,6 +80,10 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
     thread_local std::vector<double> M, x, row, alpha2, g2;
     thread_local std::vector<int64_t> A, drop, add;
     thread_local std::vector<uint8_t> in;
+    // Already optimal to rounding (the round that only tightens the tolerance): a Newton
+    // step has nothing left to improve, and its result could not be told from this one.
+    const double pg0 = max_pg(alpha, g, l, dc);
+    if (pg0 <= kSettled) return true;
     const auto entry = [&](int64_t s, int64_t t) { return slot_y(s) * slot_y(t) * K[s * l + t]; };
     in.assign(size_t(l), 0);
     A.clear();
@@ -160,7 +168,7 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
                 if (!append(t)) return false;  // the factor still matches A
             continue;
         }
-        if (max_pg(alpha2.data(), g2, l, dc) >= max_pg(alpha, g, l, dc)) return false;
+        if (max_pg(alpha2.data(), g2, l, dc) >= pg0) return false;
         std::copy(alpha2.begin(), alpha2.end(), alpha);
         std::copy(g2.begin(), g2.end(), g.begin());
         return true;
