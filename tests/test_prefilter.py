@@ -110,21 +110,22 @@ def test_auto_keeps_the_first_pass_only_where_candidates_are_few(monkeypatch, rn
     nq, nb = 1100, 4096  # more queries than the probe (128 per thread, at most 2 threads here)
     q = rng.standard_normal((nq, 64)).astype(np.float32)
     x = rng.standard_normal((nb, 64)).astype(np.float32)
-    probe, seen = 2 * 128, set()
-    for k in (3, 16, 500):  # 500 > 0.4% of 4096 keys: not even probed
+    probe, seen, density = 2 * 128, set(), cpu.PREFILTER_AUTO_DENSITY
+    assert 0 < density < 0.1
+    for k in (3, 40, 500):  # 500 > 1% of 4096 keys: not even probed
         cpu.reset_prefilter_stats()
         got = sa.topk(q, x, k, n_threads=2)
         pairs, candidates = cpu.prefilter_stats()
         monkeypatch.setenv("SIMATTR_PREFILTER", "off")
         assert_identical(got, sa.topk(q, x, k, n_threads=2))
         monkeypatch.delenv("SIMATTR_PREFILTER")
-        if k > 0.004 * nb:
+        if k > density * nb:
             assert pairs == 0
             seen.add("none")
-        elif candidates > 0.004 * probe * nb:  # the probe left too many: the rest ran in float32
+        elif candidates > density * probe * nb:  # the probe left too many: the rest ran in float32
             assert pairs == probe * nb
             seen.add("probe")
         else:
-            assert pairs == nq * nb and candidates <= 0.004 * pairs
+            assert pairs == nq * nb and candidates <= density * pairs
             seen.add("all")
     assert seen == {"none", "probe", "all"}

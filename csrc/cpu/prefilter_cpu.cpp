@@ -24,8 +24,9 @@
 // lower bound T of any set of keys is at most the k-th best exact score of that set, and so
 // at most the final k-th best score; the accumulator's threshold is one too. A key of the
 // final top k (ties included) therefore has s~ + E >= s >= T and is kept. Candidates get
-// their float32 score from score_rows (the exact micro-kernel, bit for bit) and go to the
-// accumulator, which orders them as it would have ordered all keys.
+// their float32 score from score_candidates (the exact micro-kernel's arithmetic, bit for
+// bit: cpu/prefilter_kernels.h) and go to the accumulator, which orders them as it would have
+// ordered all keys.
 #include "cpu/prefilter.h"
 
 #include <immintrin.h>
@@ -39,6 +40,7 @@
 
 #include "common/parallel.h"
 #include "common/simd.h"
+#include "cpu/prefilter_kernels.h"
 
 namespace simattr {
 
@@ -193,43 +195,9 @@ void score_block(Scratch& s, int64_t rows8, int64_t dp, const PackedKeys& pk, in
                        s.approx.data() + i * kSub + p * kPanel, kSub);
 }
 
-// The per-query factors of the float test: E <= f.dx * key dx + f.xt * key xt + f.x * key x + f.abs.
-struct QueryFactors {
-    float dx, xt, x, abs;
-};
-
 QueryFactors query_factors(const Bound& bd, const Norms& q) {
     return QueryFactors{inflated(q.x), inflated(q.dx + bd.gd * q.xt), inflated(bd.g2d * q.x),
                         inflated(bd.abs)};
-}
-
-// Local indices j < n whose upper bound may reach `floor`, by a float test that never drops
-// one the double bound keeps: every float term is inflated by 2^-20 or more, and 2^-21 of the
-// score terms' magnitude covers the roundings of the sums. NaN and infinities pass.
-SIMATTR_CLONES int64_t float_filter(const float* a, int64_t n, const QueryFactors& f, const float* dx,
-                                    const float* xt, const float* x, const float* sq, double floor,
-                                    int64_t* out) {
-    float fl = float(floor);
-    if (double(fl) > floor) fl = std::nextafter(fl, -std::numeric_limits<float>::infinity());
-    const float slack = std::ldexp(1.f, -21);
-    int64_t cnt = 0;
-    if (sq == nullptr) {
-        for (int64_t j = 0; j < n; ++j) {
-            const float e = f.dx * dx[j] + f.xt * xt[j] + f.x * x[j] + f.abs;
-            const float u = a[j] + (e * 1.0000153f + slack * std::fabs(a[j]));
-            out[cnt] = j;
-            cnt += !(u < fl);
-        }
-    } else {
-        for (int64_t j = 0; j < n; ++j) {
-            const float e = f.dx * dx[j] + f.xt * xt[j] + f.x * x[j] + f.abs;
-            const float u =
-                (2 * a[j] - sq[j]) + (2.0078125f * e + slack * (2 * std::fabs(a[j]) + std::fabs(sq[j])));
-            out[cnt] = j;
-            cnt += !(u < fl);
-        }
-    }
-    return cnt;
 }
 
 }  // namespace
@@ -369,7 +337,7 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
                 }
             const int64_t m = int64_t(s.rows.size());
             s.exact.resize(size_t(m));
-            score_rows(queries + (q0 + r) * ldq, keys, ldk, s.rows.data(), m, d, s.exact.data(), s.buf);
+            score_candidates(queries + (q0 + r) * ldq, keys, ldk, s.rows.data(), m, d, s.exact.data());
             if (l2)  // as the exact path's to_l2, operation for operation
                 for (int64_t c = 0; c < m; ++c)
                     s.exact[size_t(c)] = 2.f * s.exact[size_t(c)] - key_sq_norms[s.rows[size_t(c)]];

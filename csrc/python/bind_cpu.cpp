@@ -103,6 +103,7 @@ py::tuple esvm_topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys
 }  // namespace
 
 PYBIND11_MODULE(_cpu, m) {
+    m.attr("PREFILTER_AUTO_DENSITY") = kAutoDensity;  // auto keeps the first pass below this share
     bind_common(m, "simattr_fast CPU kernels (see simattr_fast for the public API)");
     // Test hook: a parallel_for whose iteration `bad` throws on a worker thread; the error
     // must come back as a Python exception, not terminate the process.
