@@ -117,7 +117,7 @@ def test_kernel_install_needs_no_torch():
 
 @pytest.mark.parametrize("name", ["_cpu", "_cuda"])
 def test_stubs_match_the_compiled_modules(name):
-    """The .pyi stubs name exactly the public functions and classes the module binds."""
+    """The .pyi stubs name exactly the public functions, classes and constants the module binds."""
     import ast
     import importlib
     from pathlib import Path
@@ -133,5 +133,6 @@ def test_stubs_match_the_compiled_modules(name):
         stub = Path(k.__path__[-1]) / f"{name}.pyi"
     tree = ast.parse(stub.read_text())
     stubbed = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    stubbed |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign) and not n.target.id.startswith("_")}
     bound = {n for n in dir(mod) if not n.startswith("_")}
     assert stubbed == bound
