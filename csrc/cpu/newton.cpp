@@ -74,6 +74,9 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
     // updates the Cholesky factor in O(|A|^2); a change of more than a quarter of A
     // refactors instead (cheaper than that many updates, and resets accumulated rounding).
     constexpr int64_t kMaxActive = 2048;
+    // Factors kept between calls are at most this many rows (3.4 MiB with their headroom),
+    // so a tile of SVMs holds a bounded amount; larger ones are rebuilt by the next call.
+    constexpr int64_t kKeepMax = 512;
     constexpr int kMaxSteps = 16;
     thread_local GrowingCholesky local;
     GrowingCholesky& chol = warm != nullptr ? warm->chol : local;
@@ -123,8 +126,11 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
         ~Keep() {
             if (warm == nullptr) return;
             warm->ids.clear();
-            if (valid)
-                for (int64_t t : A) warm->ids.push_back(ids[t]);
+            if (!valid || int64_t(A.size()) > kKeepMax) {
+                warm->chol = GrowingCholesky();  // nothing to keep: free it now
+                return;
+            }
+            for (int64_t t : A) warm->ids.push_back(ids[t]);
         }
     } keep{slot_ids != nullptr ? warm : nullptr, A, slot_ids, ok};
     if (!ok) return false;
