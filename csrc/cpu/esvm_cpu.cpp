@@ -40,7 +40,8 @@ struct Svm {
     int64_t gram_l = 0;
     NewtonWarm newton;  // the last Newton step's factor, rows named by key row (-1: q)
     int64_t iters = 0;
-    double round_tol = 0.0;
+    double round_tol = 0.0;  // the tolerance of this round's sweeps (loose while growing)
+    bool tight = false;      // the last solve met tol itself, not just round_tol
     bool converged = false;
     bool done = false;
     SplitMix64 rng{0};
@@ -84,12 +85,17 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
         thread_local std::vector<int64_t> ids;
         ids.assign(1, -1);
         ids.insert(ids.end(), s.ws.begin(), s.ws.end());
-        s.converged =
-            dcd_gram(ws, s.K.data(), st, s.round_tol, P.p->max_iter, *P.blas, &s.newton, ids.data());
+        // With the squared hinge the Newton step lands on the exact optimum of the working set
+        // whatever the round's tolerance, so its confirming sweeps may as well use tol: a
+        // set to which no violator is then added is done, without a round only to tighten.
+        const double tol = squared ? P.p->tol : s.round_tol;
+        s.converged = dcd_gram(ws, s.K.data(), st, tol, P.p->max_iter, *P.blas, &s.newton, ids.data());
+        s.tight = tol <= P.p->tol;
     } else {
         s.K.clear();
         s.gram_l = 0;
         s.converged = dcd_primal(ws, st, s.round_tol, P.p->max_iter);
+        s.tight = s.round_tol <= P.p->tol;
     }
 }
 
@@ -222,7 +228,7 @@ void refresh_svm(const Problem& P, const float* query, Svm& s, float* f, double 
     const int64_t budget = std::max<int64_t>(kInitialWorkingSet, kGrowth * int64_t(s.ws.size()));
     const std::vector<int64_t> add = violators(f, s, P.n, margin, budget);
     if (add.empty()) {
-        if (s.round_tol <= params.tol && s.converged) {
+        if (s.tight && s.converged) {
             finish(s);
             return;
         }
