@@ -12,7 +12,8 @@ namespace {
 
 // While the working set is still growing, sweeps stop at a loose tolerance: the exact
 // solution of a working set that is about to change is wasted work. Once no violator is
-// left the round tolerance drops to tol, and rounds repeat until none appears.
+// left the round tolerance drops to tol, and rounds repeat until none appears. (Gram-form
+// solves of the squared hinge land exactly anyway, by a Newton step, and sweep at tol.)
 constexpr double kLooseTol = 1e-1;
 // The working set starts from the query's 16 nearest key rows; each round adds the worst
 // violators, at most max(16, 2 x its size), so it can double while staying small.
