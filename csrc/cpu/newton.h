@@ -26,10 +26,11 @@ struct NewtonWarm {
 };
 
 // K [l, l] augmented Gram matrix; alpha [l] (slot 0 the positive, y = +1; others y = -1);
-// g [l] = K (alpha * y). k holds the squared-hinge diagonal terms.
+// g [l] = K (alpha * y). dc holds the squared-hinge diagonal terms.
 // Replaces alpha (and g) by the Newton solution when it is feasible (alpha_A >= 0) and
 // reduces the largest projected gradient; otherwise leaves them unchanged. Returns whether
-// the step was taken.
+// alpha is now the working set's optimum: the step was taken, or alpha already was one to
+// rounding (largest projected gradient at most 1e-10) and nothing was done.
 // blas.dpotrf factors the system when given (a blocked LAPACK Cholesky).
 // warm (may be null) with slot_ids [l] (distinct ids of the slots): the factor to start
 // from, and where the final one is left.
