@@ -28,6 +28,15 @@ constexpr int64_t kGramMax = 2048;
 // overall). Larger systems (i.i.d. Gaussian data at d = 512: ~750 active rows) cost more
 // in Gram matrices and factorisations than the sweeps they save, so they stay primal.
 constexpr int64_t kGramNewtonMax = 1024;
+// The Gram matrices of one tile of SVMs may hold this much at most (each SVM's matrix is kept
+// between rounds): tiles shrink where the largest possible matrix is big (d >= 1024 with
+// large pools), and keep the full batch everywhere else.
+constexpr int64_t kGramTileBytes = int64_t(2) << 30;
+
+// The largest working set an SVM solves in Gram form: the query and n keys at most.
+int64_t gram_rows_max(int64_t d, int64_t n, bool squared) {
+    return std::min({kGramMax, n + 1, std::max(2 * d, squared ? std::min(3 * d, kGramNewtonMax) : 0)});
+}
 // Working-set rows with alpha 0 and a gradient above this (in margin units) are dropped.
 constexpr double kPruneGradient = 0.05;
 
@@ -73,7 +82,7 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
     const WorkingSet ws{rows.data(), l, d, P.B, P.dc};
     DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
     const bool squared = P.dc.diag_neg > 0.0;
-    if (l <= kGramMax && (l <= 2 * d || (squared && l <= 3 * d && l <= kGramNewtonMax))) {
+    if (l <= gram_rows_max(d, P.n, squared) && (l <= 2 * d || (squared && l <= 3 * d))) {
         xd.assign(rows.begin(), rows.end());
         // Re-lay the kept block out with the wider stride, in place: rows move to higher
         // addresses, so going from the last row down never overwrites one not yet moved.
@@ -262,10 +271,14 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, 
     const double max_norm = max_augmented_norm(P);
 
     // Queries are solved in tiles: a tile's decision values [tile, n] (at most 64 MiB), its
-    // membership flags [tile, n] and its cached Gram matrices (at most tile x 32 MiB, usually
-    // well under 1 MiB each) are the only buffers that grow with the keys.
+    // membership flags [tile, n] and its cached Gram matrices (each at most gram_rows_max^2
+    // doubles, at most kGramTileBytes in all; usually a few MiB each) are the only buffers
+    // that grow with the keys.
+    const int64_t gram_max = gram_rows_max(d, n, params.squared_hinge);
     const int64_t tile = std::max<int64_t>(
-        1, std::min<int64_t>({m, (int64_t(1) << 24) / n, std::max<int64_t>(256, 8 * resolve_threads(nt))}));
+        1, std::min<int64_t>(
+               {m, (int64_t(1) << 24) / n, std::max<int64_t>(256, 8 * resolve_threads(nt)),
+                std::max<int64_t>(2 * resolve_threads(nt), kGramTileBytes / (8 * gram_max * gram_max))}));
     std::vector<float> F, W32;
     for (int64_t t0 = 0; t0 < m; t0 += tile) {
         const int64_t tm = std::min(tile, m - t0);
