@@ -5,10 +5,13 @@
 #include "common/parallel.h"
 #include "cpu/dcd_cpu.h"
 #include "cpu/esvm.h"
+#include "cpu/esvm_working_set.h"
 
 namespace simattr {
 
 namespace {
+
+using namespace esvm_detail;
 
 // While the working set is still growing, sweeps stop at a loose tolerance: the exact
 // solution of a working set that is about to change is wasted work. Once no violator is
@@ -39,23 +42,6 @@ int64_t gram_rows_max(int64_t d, int64_t n, bool squared) {
 }
 // Working-set rows with alpha 0 and a gradient above this (in margin units) are dropped.
 constexpr double kPruneGradient = 0.05;
-
-// One exemplar SVM. w has d + 1 entries: the last one multiplies the constant B.
-struct Svm {
-    std::vector<double> w;
-    std::vector<double> alpha;   // [1 + ws.size()]: slot 0 the positive, slot t ws[t - 1]
-    std::vector<int64_t> ws;     // working set: key rows whose dual variable is tracked
-    std::vector<uint8_t> in_ws;  // [n] membership flags; key rows outside have alpha 0
-    std::vector<double> K;       // Gram matrix of the slots, valid for the first gram_l
-    int64_t gram_l = 0;
-    NewtonWarm newton;  // the last Newton step's factor, rows named by key row (-1: q)
-    int64_t iters = 0;
-    double round_tol = 0.0;  // the tolerance of this round's sweeps (loose while growing)
-    bool tight = false;      // the last solve met tol itself, not just round_tol
-    bool converged = false;
-    bool done = false;
-    SplitMix64 rng{0};
-};
 
 struct Problem {
     const float* keys;
@@ -107,79 +93,6 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
         s.converged = dcd_primal(ws, st, s.round_tol, P.p->max_iter);
         s.tight = s.round_tol <= P.p->tol;
     }
-}
-
-// Dual gradient of a key row outside the working set (a negative with alpha 0), from its
-// decision value f = w.x + w_B B.
-inline double outside_gradient(float f) {
-    return -double(f) - 1.0;
-}
-
-// Pool rows outside the working set whose gradient G = -f_i - 1 (alpha_i = 0) is below
-// `margin`, worst first, at most `budget` of them. f holds w.x_i + w_B B for every key row.
-std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, double margin, int64_t budget) {
-    std::vector<std::pair<double, int64_t>> v;
-    for (int64_t i = 0; i < n; ++i) {
-        const double G = outside_gradient(f[i]);
-        if (G < margin && !s.in_ws[i]) v.emplace_back(G, i);
-    }
-    if (int64_t(v.size()) > budget) {
-        std::nth_element(v.begin(), v.begin() + budget, v.end());
-        v.resize(budget);
-    }
-    std::sort(v.begin(), v.end());
-    std::vector<int64_t> out(v.size());
-    for (size_t t = 0; t < v.size(); ++t) out[t] = v[t].second;
-    return out;
-}
-
-// Drops working-set rows that are clearly inactive (alpha 0, gradient above `keep`): they do
-// not contribute to w, the sweeps would only shrink them again, and a row that starts to
-// violate later is found again by the next GEMM check. Keeps the Gram matrix small.
-void prune_working_set(Svm& s, const float* f, double keep) {
-    std::vector<int64_t> kept_slots{0};  // slot 0, the positive, always stays
-    size_t out = 0;
-    for (size_t t = 0; t < s.ws.size(); ++t) {
-        const int64_t i = s.ws[t];
-        if (s.alpha[t + 1] == 0.0 && outside_gradient(f[i]) > keep) {
-            s.in_ws[i] = 0;
-            continue;
-        }
-        kept_slots.push_back(int64_t(t + 1));
-        s.ws[out] = i;
-        s.alpha[out + 1] = s.alpha[t + 1];
-        ++out;
-    }
-    s.ws.resize(out);
-    s.alpha.resize(out + 1);
-    // Keep the cached Gram block of the surviving slots (it only ever covered the old slots).
-    const int64_t old_l = s.gram_l, kl = int64_t(kept_slots.size());
-    if (old_l == 0) return;
-    // In place: entry (a, b) moves from kept[a] * old_l + kept[b] to a * kl + b, never to a
-    // higher address than any entry still to be read (kept[x] >= x, kl <= old_l).
-    for (int64_t a = 0; a < kl; ++a)
-        for (int64_t b = 0; b < kl; ++b) s.K[a * kl + b] = s.K[kept_slots[a] * old_l + kept_slots[b]];
-    s.K.resize(size_t(kl * kl));
-    s.gram_l = kl;
-}
-
-void add_to_working_set(Svm& s, const std::vector<int64_t>& rows) {
-    for (int64_t i : rows) {
-        s.ws.push_back(i);
-        s.alpha.push_back(0.0);
-        s.in_ws[i] = 1;
-    }
-}
-
-// Initial working set: the key rows with the largest inner product with the query, where
-// an exemplar SVM's support vectors usually lie. f: the query's inner products [n].
-std::vector<int64_t> nearest(const float* f, int64_t n, int64_t count) {
-    std::vector<int64_t> order(n);
-    for (int64_t i = 0; i < n; ++i) order[i] = i;
-    std::partial_sort(order.begin(), order.begin() + count, order.end(),
-                      [&](int64_t a, int64_t b) { return f[a] > f[b] || (f[a] == f[b] && a < b); });
-    order.resize(count);
-    return order;
 }
 
 // The largest augmented key norm |[x, B]|: it scales the float32 GEMM error bound.
