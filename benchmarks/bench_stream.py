@@ -52,11 +52,15 @@ def vm_hwm() -> int:
 
 
 def load_normalised(keys, chunk=65536):
-    """The memmapped keys as float32 rows of unit norm, in RAM."""
+    """The memmapped keys as float32 rows of unit norm, in RAM, normalised as the streamed
+    cosine search normalises each block."""
+    from simattr_fast._kernels.stream import normalize_rows
+
     out = np.empty(keys.shape, np.float32)
     for s in range(0, len(keys), chunk):
-        x = np.asarray(keys[s : s + chunk], np.float32)
-        out[s : s + chunk] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+        block = out[s : s + chunk]
+        np.copyto(block, keys[s : s + chunk])
+        normalize_rows(block, out=block)
     return out
 
 
@@ -70,7 +74,9 @@ def child(path, nq, k, block_mb, in_ram=False):
     rng = np.random.default_rng(1)
     q = np.abs(rng.standard_normal((nq, keys.shape[1]), dtype=np.float32))
     if in_ram:
-        q /= np.linalg.norm(q, axis=1, keepdims=True)
+        from simattr_fast._kernels.stream import normalize_rows
+
+        normalize_rows(q, out=q)
     base = vm_hwm()
     t = time.perf_counter()
     s, i = sa.topk(

@@ -27,8 +27,8 @@ void GrowingCholesky::grow(int64_t capacity) {
 
 bool GrowingCholesky::factor(const Blas& blas, const double* M, int64_t n) {
     reset(n + n / 4 + 8);  // room for the appends that usually follow
-    for (int64_t a = 0; a < n; ++a) std::copy(M + a * n, M + a * n + a + 1, &L_[a * ld_]);
     if (blas.dpotrf != nullptr) {
+        for (int64_t a = 0; a < n; ++a) std::copy(M + a * n, M + a * n + a + 1, &L_[a * ld_]);
         const int N = int(n), LD = int(ld_);
         int info = 0;
         blas.dpotrf("U", &N, L_.get(), &LD, &info);
@@ -36,36 +36,32 @@ bool GrowingCholesky::factor(const Blas& blas, const double* M, int64_t n) {
         n_ = n;
         return true;
     }
-    // Plain right-looking Cholesky (the fallback when no LAPACK is injected).
-    for (int64_t j = 0; j < n; ++j) {
-        double* Lj = L_.get() + j * ld_;
-        double s = Lj[j];
-        for (int64_t k = 0; k < j; ++k) s -= Lj[k] * Lj[k];
-        if (!(s > kMinPivotRatio * M[j * n + j])) return false;
-        Lj[j] = std::sqrt(s);
-        for (int64_t i = j + 1; i < n; ++i) {
-            double* Li = L_.get() + i * ld_;
-            double t = Li[j];
-            for (int64_t k = 0; k < j; ++k) t -= Li[k] * Lj[k];
-            Li[j] = t / Lj[j];
+    // Without LAPACK: row after row, each appended to the rows above it (up-looking).
+    for (int64_t a = 0; a < n; ++a)
+        if (!append(M + a * n, M[a * n + a])) {
+            n_ = 0;
+            return false;
         }
-    }
-    n_ = n;
     return true;
+}
+
+void GrowingCholesky::forward(double* b) const {
+    for (int64_t a = 0; a < n_; ++a) {
+        const double* La = L_.get() + a * ld_;
+        double t = b[a];
+        for (int64_t k = 0; k < a; ++k) t -= La[k] * b[k];
+        b[a] = t / La[a];
+    }
 }
 
 bool GrowingCholesky::append(const double* m, double diag) {
     if (n_ == ld_) grow(std::max<int64_t>(16, ld_ + ld_ / 2));
     // The new row z solves L z = m (forward substitution); its pivot is diag - |z|^2.
     double* z = L_.get() + n_ * ld_;
+    std::copy(m, m + n_, z);
+    forward(z);
     double sq = 0.0;
-    for (int64_t a = 0; a < n_; ++a) {
-        const double* La = L_.get() + a * ld_;
-        double t = m[a];
-        for (int64_t b = 0; b < a; ++b) t -= La[b] * z[b];
-        z[a] = t / La[a];
-        sq += z[a] * z[a];
-    }
+    for (int64_t a = 0; a < n_; ++a) sq += z[a] * z[a];
     const double pivot = diag - sq;
     if (!(pivot > kMinPivotRatio * diag)) return false;
     z[n_] = std::sqrt(pivot);
@@ -100,12 +96,7 @@ void GrowingCholesky::remove(int64_t j) {
 }
 
 void GrowingCholesky::solve(double* b) const {
-    for (int64_t a = 0; a < n_; ++a) {  // L y = b, row by row
-        const double* La = L_.get() + a * ld_;
-        double t = b[a];
-        for (int64_t k = 0; k < a; ++k) t -= La[k] * b[k];
-        b[a] = t / La[a];
-    }
+    forward(b);                              // L y = b, row by row
     for (int64_t a = n_ - 1; a >= 0; --a) {  // L^T x = y, column by column (rows of L)
         const double* La = L_.get() + a * ld_;
         b[a] /= La[a];

@@ -33,7 +33,8 @@ public:
     void solve(double* b) const;
 
 private:
-    void grow(int64_t capacity);  // keeps the factor
+    void grow(int64_t capacity);    // keeps the factor
+    void forward(double* b) const;  // L y = b in place (b [n])
     // Left uninitialised (new[] without ()): only the lower triangle is ever touched, so
     // half of a large factor's pages are never faulted in.
     std::unique_ptr<double[]> L_;

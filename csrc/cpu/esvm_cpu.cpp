@@ -68,7 +68,7 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
     const WorkingSet ws{rows.data(), l, d, P.B, P.dc};
     DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
     const bool squared = P.dc.diag_neg > 0.0;
-    if (l <= gram_rows_max(d, P.n, squared) && (l <= 2 * d || (squared && l <= 3 * d))) {
+    if (l <= gram_rows_max(d, P.n, squared)) {
         xd.assign(rows.begin(), rows.end());
         // Re-lay the kept block out with the wider stride, in place: rows move to higher
         // addresses, so going from the last row down never overwrites one not yet moved.

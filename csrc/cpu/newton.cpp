@@ -14,6 +14,12 @@ namespace {
 // optimum to rounding, 10^4 below liblinear's default tolerance.
 constexpr double kSettled = 1e-10;
 
+// Updating the factor row by row (O(n^2) a row) stops paying against refactoring it once a
+// quarter of its rows change; a refactor also sheds the updates' accumulated rounding.
+inline bool refactor_cheaper(int64_t changed, int64_t rows) {
+    return 4 * changed > rows;
+}
+
 // Largest |projected gradient| with no upper bound.
 double max_pg(const double* alpha, const std::vector<double>& g, int64_t l, const DcdConstants& dc) {
     double m = 0.0;
@@ -26,7 +32,7 @@ double max_pg(const double* alpha, const std::vector<double>& g, int64_t l, cons
 
 // Starts the factor from the warm one: its rows whose slots are still wanted (in[]) stay,
 // the others are deleted, and wanted slots it lacks are appended, in A's order. Returns
-// false (the caller refactors) when that is more than a quarter of the rows.
+// false (the caller refactors) where refactoring is cheaper.
 template <class Append>
 bool from_warm(NewtonWarm& warm, const int64_t* slot_ids, int64_t l, const std::vector<uint8_t>& in,
                std::vector<int64_t>& A, Append&& append) {
@@ -52,7 +58,7 @@ bool from_warm(NewtonWarm& warm, const int64_t* slot_ids, int64_t l, const std::
     }
     int64_t missing = 0;
     for (int64_t t : A) missing += !have[t];
-    if (kept.empty() || 4 * (int64_t(drop.size()) + missing) > int64_t(A.size())) return false;
+    if (kept.empty() || refactor_cheaper(int64_t(drop.size()) + missing, int64_t(A.size()))) return false;
     for (auto it = drop.rbegin(); it != drop.rend(); ++it) warm.chol.remove(*it);
     std::vector<int64_t> wanted;
     wanted.swap(A);
@@ -71,13 +77,13 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
                        std::vector<double>& g, NewtonWarm* warm, const int64_t* slot_ids) {
     // A primal-dual active-set iteration: solve on A, drop coordinates the solve drives
     // negative, add those outside A that then violate, until A is consistent. Each change
-    // updates the Cholesky factor in O(|A|^2); a change of more than a quarter of A
-    // refactors instead (cheaper than that many updates, and resets accumulated rounding).
+    // updates the Cholesky factor in O(|A|^2) a row, or refactors it (refactor_cheaper).
     constexpr int64_t kMaxActive = 2048;
     // Factors kept between calls are at most this many rows (3.4 MiB with their headroom),
     // so a tile of SVMs holds a bounded amount; larger ones are rebuilt by the next call.
     constexpr int64_t kKeepMax = 512;
     constexpr int kMaxSteps = 16;
+    if (slot_ids == nullptr) warm = nullptr;  // a kept factor's rows are named by slot ids
     thread_local GrowingCholesky local;
     GrowingCholesky& chol = warm != nullptr ? warm->chol : local;
     thread_local std::vector<double> M, x, row, alpha2, g2;
@@ -132,7 +138,7 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
             }
             for (int64_t t : A) warm->ids.push_back(ids[t]);
         }
-    } keep{slot_ids != nullptr ? warm : nullptr, A, slot_ids, ok};
+    } keep{warm, A, slot_ids, ok};
     if (!ok) return false;
     alpha2.resize(size_t(l));
     g2.resize(size_t(l));
@@ -148,7 +154,7 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
             for (int64_t a : drop) in[A[a]] = 0;
             for (auto it = drop.rbegin(); it != drop.rend(); ++it) A.erase(A.begin() + *it);
             if (A.empty()) return false;
-            if (4 * int64_t(drop.size()) > n) {
+            if (refactor_cheaper(int64_t(drop.size()), n)) {
                 if (!(keep.valid = refactor())) return false;
             } else {
                 for (auto it = drop.rbegin(); it != drop.rend(); ++it) chol.remove(*it);
@@ -165,7 +171,7 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
         if (!add.empty()) {
             if (n + int64_t(add.size()) > kMaxActive) return false;
             for (int64_t t : add) in[t] = 1;
-            if (4 * int64_t(add.size()) > n) {
+            if (refactor_cheaper(int64_t(add.size()), n)) {
                 A.insert(A.end(), add.begin(), add.end());
                 if (!(keep.valid = refactor())) return false;
                 continue;

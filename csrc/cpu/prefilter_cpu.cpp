@@ -39,7 +39,6 @@
 #include <vector>
 
 #include "common/parallel.h"
-#include "common/simd.h"
 #include "cpu/prefilter_kernels.h"
 
 namespace simattr {
@@ -183,7 +182,7 @@ struct Scratch {
     std::vector<std::pair<double, int64_t>> fresh;  // one row's candidates of one sub-block
     std::vector<int64_t> cand, rows;                // a row's candidates (local), their key rows
     std::vector<int64_t> cand_ids;
-    std::vector<float> exact, buf;
+    std::vector<float> exact;
 };
 
 // Keys [k0, k0 + n) (k0 a multiple of 2 panels) against the tile's packed queries: approx [rows8, n].
@@ -221,8 +220,7 @@ void prefilter_pair(const float* q, const float* x, int64_t d, float* approx, do
     *approx = out[0];
     *bound = pair_bound(make_bound(d), row_norms(q, d), row_norms(x, d));
     const int64_t row = 0;
-    std::vector<float> buf;
-    score_rows(q, x, d, &row, 1, d, exact, buf);
+    score_candidates(q, x, d, &row, 1, d, exact);
 }
 
 PrefilterStats prefilter_stats() {

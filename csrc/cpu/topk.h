@@ -80,10 +80,4 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
           int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, TopkAccumulator& acc,
           int64_t row0, int n_threads, Prefilter prefilter = Prefilter::Off);
 
-// Exact scores q . keys[rows[j]] for j < n into out[n], bit for bit the scores topk()'s
-// micro-kernel gives the same pairs (keys row-major with row stride ldk; q [d]). `buf` is
-// scratch. For the prefilter's re-scoring.
-void score_rows(const float* q, const float* keys, int64_t ldk, const int64_t* rows, int64_t n, int64_t d,
-                float* out, std::vector<float>& buf);
-
 }  // namespace simattr

@@ -203,18 +203,6 @@ SIMATTR_CLONES void micro_tile(const float* q, int64_t ldq, const float* panel, 
     for (int i = 0; i < kMR; ++i) __builtin_memcpy(out + i * ldo, &accs[i], sizeof(v16));
 }
 
-// One query against a panel of 16 keys: the same per-lane multiply-adds, in the same order and
-// in the same clone, as micro_tile (so the same compiler contraction), hence the same bits.
-SIMATTR_CLONES void micro_row(const float* q, const float* panel, int64_t d, float* out) {
-    v16 acc = {};
-    for (int64_t c = 0; c < d; ++c) {
-        v16 p;
-        __builtin_memcpy(&p, panel + c * kNR, sizeof(p));
-        acc += q[c] * p;
-    }
-    __builtin_memcpy(out, &acc, sizeof(v16));
-}
-
 // out[kQueryTile, kKeyTile] = Q K^T for queries [qn, d] and keys [kn, d] (row strides ldq,
 // ldk); rows beyond qn and kn are zero.
 float* score_tile(const float* queries, int64_t ldq, int64_t qn, const float* keys, int64_t ldk, int64_t kn,
@@ -252,22 +240,6 @@ void to_l2(float* tile, int64_t rows, int64_t ld, const float* sq, int64_t cols)
 }
 
 }  // namespace
-
-void score_rows(const float* q, const float* keys, int64_t ldk, const int64_t* rows, int64_t n, int64_t d,
-                float* out, std::vector<float>& buf) {
-    buf.resize(size_t(kNR * d + kNR));
-    float* panel = buf.data();
-    float* tmp = buf.data() + kNR * d;
-    for (int64_t j0 = 0; j0 < n; j0 += kNR) {
-        const int64_t m = std::min<int64_t>(kNR, n - j0);
-        const float* src[kNR];
-        for (int64_t r = 0; r < kNR; ++r) src[r] = keys + rows[j0 + std::min<int64_t>(r, m - 1)] * ldk;
-        for (int64_t c = 0; c < d; ++c)  // padding lanes repeat the last key; their scores are dropped
-            for (int64_t r = 0; r < kNR; ++r) panel[c * kNR + r] = src[r][c];
-        micro_row(q, panel, d, tmp);
-        std::copy(tmp, tmp + m, out + j0);
-    }
-}
 
 void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int64_t ldk, int64_t nb,
           int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric, TopkAccumulator& acc,
