@@ -1,31 +1,13 @@
-// Exact top-k with a bfloat16 first pass: see cpu/prefilter.h for the contract.
+// Exact top-k with a bfloat16 first pass: see cpu/prefilter.h for the contract, and
+// cpu/prefilter_bound.h for the bound that makes it exact.
 //
-// Why the candidates are enough (the bound). Let q, x be float32 vectors of length d, s the
-// float32 score the exact micro-kernel computes, and s~ the first pass's score. VDPBF16PS reads
-// q~ and x~: each element rounded to bfloat16 (round to nearest even), a bfloat16 denormal read
-// as zero. Write dq = q - q~ and dx = x - x~ (both known exactly: we round the same way). Then
-//   q.x - q~.x~ = q.dx + dq.x~,   so   |q.x - q~.x~| <= |q| |dx| + |dq| |x~|   (Cauchy-Schwarz).
-// The products q~_c x~_c are exact in float32 (8-bit significands multiply into 16 bits) unless
-// they fall below 2^-126, where the instruction flushes them (an error of at most 2^-126 each);
-// the float32 sum (unit roundoff v = 2^-24, at most d' = d + 1 roundings per lane, d' counting
-// the zero that pads an odd d, each flushed partial sum off by at most 2^-126) is within
-// g(d') sum_c |q~_c x~_c| <= g(d') |q~| |x~| of the exact sum, g(n) = n v / (1 - n v). The exact
-// path's s (one multiply-add per element, at most 2d roundings; gradual underflow at most
-// 2^-149 per operation) is within g(2d) |q| |x| + 2d 2^-149 of the real q.x. So
-//   |s - s~| <= E = |q| |dx| + |dq| |x~| + g(d') |q~| |x~| + g(2d) |q| |x| + 3 d' 2^-126.
-// Typical |dx| is near 2^-8 / sqrt(3) |x| (not the worst case 2^-8 |x|), so E is about half of
-// the plain 2 * 2^-8 |q| |x| bound, and so is the band of candidates it leaves. An element that
-// overflows bfloat16 makes s~ non-finite; such a pair is always a candidate. E is evaluated in
-// double from norms computed in double and rounded up, then inflated by 2^-30 of itself, far
-// more than the rounding of that evaluation; the vectorised float test that comes first
-// inflates every term by 2^-20 and so never drops a key the double test keeps.
-//
-// Selection. With E the bound of a pair, every score lies in [s~ - E, s~ + E]. The k-th best
-// lower bound T of any set of keys is at most the k-th best exact score of that set, and so
-// at most the final k-th best score; the accumulator's threshold is one too. A key of the
-// final top k (ties included) therefore has s~ + E >= s >= T and is kept. Candidates get
-// their float32 score from score_candidates (the exact micro-kernel's arithmetic, bit for
-// bit: cpu/prefilter_kernels.h) and go to the accumulator, which orders them as it would have
+// Selection. Every pair's float32 score s lies in [lo, up], the bounds bound_filter derives
+// from the approximate score. A value that at least k lower bounds of a set of keys reach is
+// at most the k-th best exact score of that set, and so at most the final k-th best; the
+// accumulator's k-th best exact score is one too. A key of the final top k (ties included)
+// therefore has up >= s >= that floor and stays a candidate. Candidates get their float32
+// score from score_candidates (the exact micro-kernel's arithmetic, bit for bit:
+// cpu/prefilter_kernels.h) and go to the accumulator, which orders them as it would have
 // ordered all keys.
 #include "cpu/prefilter.h"
 
@@ -39,32 +21,21 @@
 #include <vector>
 
 #include "common/parallel.h"
+#include "cpu/prefilter_bound.h"
+#include "cpu/prefilter_candidates.h"
 #include "cpu/prefilter_kernels.h"
 
 namespace simattr {
 
 namespace {
 
+using namespace prefilter_detail;
+
 constexpr int64_t kRows = 128;  // queries per tile, owned by one thread
 constexpr int64_t kSub = 8192;  // keys scored before one selection: [kRows, kSub] floats of scratch
 constexpr int64_t kPanel = 16;  // keys per packed panel (one 512-bit lane set)
 
 std::atomic<int64_t> g_pairs{0}, g_candidates{0};
-
-// bfloat16 bits of f, rounded to nearest even (inputs are finite; huge ones round to inf).
-inline uint32_t bf16_bits(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return u >> 16;
-}
-
-// Row `src` [d] as d' / 2 pairs of bfloat16 (element 2c in the low half), zero-padded.
-inline void pack_pairs(const float* src, int64_t d, uint32_t* dst, int64_t stride) {
-    for (int64_t c = 0; c < d / 2; ++c)
-        dst[c * stride] = bf16_bits(src[2 * c]) | (bf16_bits(src[2 * c + 1]) << 16);
-    if (d % 2) dst[(d / 2) * stride] = bf16_bits(src[d - 1]);
-}
 
 // out[8, 32] (row stride ldo) += 8 query rows (pairs [8][dp], row stride dp) . two panels of
 // 16 keys ([dp][16] pairs each, adjacent).
@@ -89,70 +60,17 @@ __attribute__((target("avx512f,avx512bf16"))) void bf16_micro(const uint32_t* q,
     }
 }
 
-struct Bound {
-    double gd, g2d;  // g(d') and g(2d)
-    double abs;      // 3 d' 2^-126
-};
-
-Bound make_bound(int64_t d) {
-    const double v = std::ldexp(1.0, -24), dp = double(d + d % 2);
-    auto g = [v](double n) { return n * v / (1.0 - n * v); };
-    return Bound{g(dp), g(2.0 * d), 3 * dp * std::ldexp(1.0, -126)};
-}
-
-// The norms of a row the bound needs, each rounded up: |x|, |x - x~| and |x~|.
-struct Norms {
-    double x = 0, dx = 0, xt = 0;
-};
-
-Norms row_norms(const float* x, int64_t d) {
-    Norms n;
-    for (int64_t c = 0; c < d; ++c) {
-        const uint32_t bits = bf16_bits(x[c]) << 16;
-        float xt;
-        std::memcpy(&xt, &bits, 4);
-        if ((bits & 0x7f800000u) == 0) xt = 0.f;      // a bfloat16 denormal reads as zero
-        const double xc = x[c], e = xc - double(xt);  // exact: xt is xc rounded to 8 bits
-        n.x += xc * xc;
-        n.dx += e * e;
-        n.xt += double(xt) * double(xt);
-    }
-    const double up = 1 + std::ldexp(1.0, -40);
-    n.x = std::sqrt(n.x) * up;
-    n.dx = std::sqrt(n.dx) * up;
-    n.xt = std::sqrt(n.xt) * up;
-    return n;
-}
-
-// E for a query and a key (see the proof at the top), in double.
-inline double pair_bound(const Bound& bd, const Norms& q, const Norms& x) {
-    return (q.x * x.dx + q.dx * x.xt + bd.gd * q.xt * x.xt + bd.g2d * q.x * x.x + bd.abs) *
-           (1 + std::ldexp(1.0, -30));
-}
-
-// Rounds up a non-negative double to a float that is at least it.
-inline float float_up(double x) {
-    float f = float(x);
-    return double(f) >= x ? f : std::nextafter(f, std::numeric_limits<float>::infinity());
-}
-
 // The keys of one call, packed once for every query tile: bfloat16 pairs in panels
-// [panels][dp][16] (zero keys pad the last pair of panels), each key's norms (for the double
-// bound) and, rounded up by 2^-20 into floats for the vectorised filter, |dx|, |x~| and |x|.
+// [panels][dp][16] (zero keys pad the last pair of panels) and, inflated into floats for
+// bound_filter, each key's |x - x~|, |x~| and |x|.
 struct PackedKeys {
     std::vector<uint32_t> pairs;
-    std::vector<Norms> norms;
     std::vector<float> dx, xt, x;
 };
-
-inline float inflated(double v) {
-    return float_up(v * (1 + std::ldexp(1.0, -20)));
-}
 
 void pack_keys(const float* keys, int64_t ldk, int64_t nb, int64_t d, PackedKeys& pk, int nt) {
     const int64_t dp = (d + 1) / 2, panels = (nb + 2 * kPanel - 1) / (2 * kPanel) * 2;
     pk.pairs.resize(size_t(panels * dp * kPanel));
-    pk.norms.resize(size_t(nb));
     pk.dx.resize(size_t(nb));
     pk.xt.resize(size_t(nb));
     pk.x.resize(size_t(nb));
@@ -163,7 +81,6 @@ void pack_keys(const float* keys, int64_t ldk, int64_t nb, int64_t d, PackedKeys
             const float* src = keys + r * ldk;
             pack_pairs(src, d, dst + (r % kPanel), kPanel);
             const Norms n = row_norms(src, d);
-            pk.norms[size_t(r)] = n;
             pk.dx[size_t(r)] = inflated(n.dx);
             pk.xt[size_t(r)] = inflated(n.xt);
             pk.x[size_t(r)] = inflated(n.x);
@@ -173,16 +90,16 @@ void pack_keys(const float* keys, int64_t ldk, int64_t nb, int64_t d, PackedKeys
 
 // A thread's scratch for one query tile.
 struct Scratch {
-    std::vector<uint32_t> q;                // packed query rows [kRows][dp]
-    std::vector<float> approx;              // [kRows, kSub]
-    std::vector<double> lower;              // lower bounds of one row's candidates
-    std::vector<std::vector<double>> best;  // [kRows][<= k + kSub]: each row's best lower bounds
-    std::vector<std::vector<std::pair<double, int64_t>>>
-        pending;                                    // [kRows]: (upper, key row) not yet re-scored
-    std::vector<std::pair<double, int64_t>> fresh;  // one row's candidates of one sub-block
-    std::vector<int64_t> cand, rows;                // a row's candidates (local), their key rows
+    std::vector<uint32_t> q;                 // packed query rows [kRows][dp]
+    std::vector<float> approx;               // [kRows, kSub]
+    std::vector<int32_t> idx;                // one row's passing keys of one sub-block [kSub + 16]
+    std::vector<float> up, lo;               // their bounds [kSub + 16]
+    std::vector<std::vector<float>> best;    // [kRows][<= 2k]: each row's best lower bounds
+    std::vector<Pending> pending;            // [kRows]
+    std::vector<std::vector<int64_t>> rows;  // [kRows]: the key rows to re-score, ascending
+    std::vector<std::vector<float>> exact;   // [kRows]: their float32 scores
+    std::vector<float> sel;
     std::vector<int64_t> cand_ids;
-    std::vector<float> exact;
 };
 
 // Keys [k0, k0 + n) (k0 a multiple of 2 panels) against the tile's packed queries: approx [rows8, n].
@@ -194,9 +111,30 @@ void score_block(Scratch& s, int64_t rows8, int64_t dp, const PackedKeys& pk, in
                        s.approx.data() + i * kSub + p * kPanel, kSub);
 }
 
-QueryFactors query_factors(const Bound& bd, const Norms& q) {
-    return QueryFactors{inflated(q.x), inflated(q.dx + bd.gd * q.xt), inflated(bd.g2d * q.x),
-                        inflated(bd.abs)};
+// Exact scores of every tile row's candidates (s.rows[r], ascending, into s.exact[r]), swept
+// over the keys in blocks of 4 MiB: a block's rows come from memory once and then serve
+// every query of the tile from cache, where query by query nearly every candidate row would
+// be a miss. A group of 16 may straddle a block boundary (its first rows are still cached).
+void rescore_tile(Scratch& s, int64_t qn, const float* queries, int64_t ldq, const float* keys, int64_t ldk,
+                  int64_t nb, int64_t d) {
+    const int64_t block = std::max<int64_t>(64, (int64_t(4) << 20) / (4 * d));
+    int64_t pos[kRows] = {};
+    for (int64_t r = 0; r < qn; ++r) s.exact[size_t(r)].resize(s.rows[size_t(r)].size());
+    for (int64_t end = block;; end += block) {
+        const bool last = end >= nb;
+        for (int64_t r = 0; r < qn; ++r) {
+            const std::vector<int64_t>& rows = s.rows[size_t(r)];
+            const int64_t stop =
+                last ? int64_t(rows.size())
+                     : std::lower_bound(rows.begin() + pos[r], rows.end(), end) - rows.begin();
+            const int64_t m = last ? stop - pos[r] : (stop - pos[r]) / 16 * 16;
+            if (m > 0)
+                score_candidates(queries + r * ldq, keys, ldk, rows.data() + pos[r], m, d,
+                                 s.exact[size_t(r)].data() + pos[r]);
+            pos[r] += m;
+        }
+        if (last) return;
+    }
 }
 
 }  // namespace
@@ -210,17 +148,36 @@ bool bf16_prefilter_available() {
 #endif
 }
 
-void prefilter_pair(const float* q, const float* x, int64_t d, float* approx, double* bound, float* exact) {
+PairBounds prefilter_pair(const float* q, const float* x, int64_t d) {
     const int64_t dp = (d + 1) / 2;
     std::vector<uint32_t> qp(size_t(8 * dp), 0u), kp(size_t(2 * kPanel * dp), 0u);
     pack_pairs(q, d, qp.data(), 1);
     pack_pairs(x, d, kp.data(), kPanel);
     std::vector<float> out(size_t(8 * 2 * kPanel));
     bf16_micro(qp.data(), dp, kp.data(), out.data(), 2 * kPanel);
-    *approx = out[0];
-    *bound = pair_bound(make_bound(d), row_norms(q, d), row_norms(x, d));
+    PairBounds pb;
+    pb.approx = out[0];
+    const Bound bd = make_bound(d);
+    const Norms nq = row_norms(q, d), nx = row_norms(x, d);
+    pb.bound = pair_bound(bd, nq, nx);
     const int64_t row = 0;
-    score_candidates(q, x, d, &row, 1, d, exact);
+    score_candidates(q, x, d, &row, 1, d, &pb.exact);
+    double sq = 0;
+    for (int64_t c = 0; c < d; ++c) sq += double(x[c]) * x[c];
+    pb.sq = float(sq);
+    const QueryFactors f = query_factors(bd, nq);
+    const float dx = inflated(nx.dx), xt = inflated(nx.xt), xn = inflated(nx.x);
+    const float fl = -std::numeric_limits<float>::infinity();
+    int32_t idx[17];
+    float up[17], lo[17];
+    int64_t n_lo = 0;
+    bound_filter(&pb.approx, 1, f, &dx, &xt, &xn, nullptr, fl, idx, up, lo, &n_lo);
+    pb.up = up[0];
+    pb.lo = lo[0];
+    bound_filter(&pb.approx, 1, f, &dx, &xt, &xn, &pb.sq, fl, idx, up, lo, &n_lo);
+    pb.up_l2 = up[0];
+    pb.lo_l2 = lo[0];
+    return pb;
 }
 
 PrefilterStats prefilter_stats() {
@@ -241,7 +198,6 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
     const Bound bd = make_bound(d);
     const int64_t dp = (d + 1) / 2, k = acc.k();
     const bool l2 = metric == Metric::L2;
-    const double inf = std::numeric_limits<double>::infinity();
     const int nt = resolve_threads(n_threads);
     // The caller's thread keeps the buffers across the calls of a stream. (A thread_local
     // named inside the worker lambda would be each worker's own: take a reference here.)
@@ -250,23 +206,29 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
     if (!keys_packed) pack_keys(keys, ldk, nb, d, pk, nt);
     std::atomic<int64_t> total{0};
     parallel_for((nq + kRows - 1) / kRows, nt, [&](int64_t t) {
-        thread_local Scratch s;
+        thread_local Scratch tls;
+        Scratch& s = tls;  // one TLS lookup, not one per use
         const int64_t q0 = t * kRows, qn = std::min(kRows, nq - q0), rows8 = (qn + 7) / 8 * 8;
+        const float* tq = queries + q0 * ldq;
         s.q.assign(size_t(rows8 * dp), 0u);
-        Norms qnorm[kRows];
         QueryFactors qfac[kRows];
-        double floor[kRows];
+        float floor[kRows];
         for (int64_t r = 0; r < qn; ++r) {
-            pack_pairs(queries + (q0 + r) * ldq, d, s.q.data() + r * dp, 1);
-            qnorm[r] = row_norms(queries + (q0 + r) * ldq, d);
-            qfac[r] = query_factors(bd, qnorm[r]);
-            floor[r] = double(acc.threshold(row0 + q0 + r));  // a lower bound of the final k-th score
+            pack_pairs(tq + r * ldq, d, s.q.data() + r * dp, 1);
+            qfac[r] = query_factors(bd, row_norms(tq + r * ldq, d));
+            // The k-th best exact score of the keys of earlier calls: at most the final one.
+            const float kth = acc.kth_score(row0 + q0 + r);
+            floor[r] = std::isnan(kth) ? -std::numeric_limits<float>::infinity() : kth;
         }
         s.approx.resize(size_t(kRows * kSub));
-        s.cand.resize(size_t(kSub));
+        s.idx.resize(size_t(kSub + 16));
+        s.up.resize(size_t(kSub + 16));
+        s.lo.resize(size_t(kSub + 16));
         s.best.resize(size_t(kRows));
         s.pending.resize(size_t(kRows));
-        int64_t pairs = 0, candidates = 0;
+        s.rows.resize(size_t(kRows));
+        s.exact.resize(size_t(kRows));
+        int64_t candidates = 0;
         // The first chunk is short: every key of it passes the empty floor, so it only needs
         // to be long enough to set one (4k keys); the rest go kSub at a time.
         const int64_t first =
@@ -275,74 +237,93 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
             n = std::min(k0 == 0 ? first : kSub, nb - k0);
             score_block(s, rows8, dp, pk, k0, n);
             for (int64_t r = 0; r < qn; ++r) {
-                const float* a = s.approx.data() + r * kSub;
+                int64_t n_lo = 0;
                 const int64_t passed =
-                    float_filter(a, n, qfac[r], pk.dx.data() + k0, pk.xt.data() + k0, pk.x.data() + k0,
-                                 l2 ? key_sq_norms + k0 : nullptr, floor[r], s.cand.data());
-                // The double bound on the few that pass: each key's (upper bound, key row) and its
-                // lower bound. Scores are in the metric's units (L2: 2 q.x - |x|^2, whose float32
-                // subtraction adds one rounding); a non-finite score is always a candidate.
-                s.lower.clear();
-                s.fresh.clear();
-                for (int64_t c = 0; c < passed; ++c) {
-                    const int64_t j = s.cand[size_t(c)];
-                    double e = pair_bound(bd, qnorm[r], pk.norms[size_t(k0 + j)]);
-                    double sc = double(a[j]);
-                    if (l2) {
-                        sc = 2 * sc - double(key_sq_norms[k0 + j]);
-                        e = (2 * e + std::ldexp(std::fabs(sc) + 2 * e, -24)) * (1 + std::ldexp(1.0, -30));
-                    }
-                    if (!std::isfinite(sc)) {
-                        s.fresh.emplace_back(inf, k0 + j);
-                        s.lower.push_back(-inf);
-                    } else if (sc + e >= floor[r]) {
-                        s.fresh.emplace_back(sc + e, k0 + j);
-                        s.lower.push_back(sc - e);
-                    }
+                    bound_filter(s.approx.data() + r * kSub, n, qfac[r], pk.dx.data() + k0, pk.xt.data() + k0,
+                                 pk.x.data() + k0, l2 ? key_sq_norms + k0 : nullptr, floor[r], s.idx.data(),
+                                 s.up.data(), s.lo.data(), &n_lo);
+                std::vector<float>& best = s.best[size_t(r)];
+                Pending& pend = s.pending[size_t(r)];
+                if (k0 == 0) {
+                    best.clear();
+                    pend.clear();
                 }
-                // The k-th best lower bound of all keys seen so far raises the floor; the k best
-                // are kept per row (best[r]) for the next sub-block.
-                std::vector<double>& best = s.best[size_t(r)];
-                if (k0 == 0) best.clear();
-                best.insert(best.end(), s.lower.begin(), s.lower.end());
-                if (int64_t(best.size()) >= 2 * k ||
-                    (k0 == 0 && int64_t(best.size()) >= k)) {  // amortised cut
-                    std::nth_element(best.begin(), best.begin() + (k - 1), best.end(),
-                                     std::greater<double>());
-                    best.resize(size_t(k));
-                    floor[r] = std::max(floor[r], best[size_t(k - 1)]);
+                // The k-th best lower bound of all keys seen so far raises the floor (lower
+                // bounds below it cannot); the k best are kept for the next sub-block.
+                best.insert(best.end(), s.lo.begin(), s.lo.begin() + n_lo);
+                if (int64_t(best.size()) >= 2 * k || (k0 == 0 && int64_t(best.size()) >= k)) {  // amortised
+                    const float f = floor[r] =
+                        std::max(floor[r], kth_floor(best.data(), int64_t(best.size()), k, s.sel));
+                    size_t kept = 0;
+                    for (float v : best) {  // branch-free: most go
+                        best[kept] = v;
+                        kept += v >= f;
+                    }
+                    best.resize(kept);
                 }
-                // Pending candidates of this call that still reach the (raised) floor; re-scored
-                // once all keys are seen, when the floor is highest.
-                std::vector<std::pair<double, int64_t>>& pend = s.pending[size_t(r)];
-                if (k0 == 0) pend.clear();
-                size_t kept = 0;
-                for (const auto& c : pend)
-                    if (c.first >= floor[r]) pend[kept++] = c;
-                pend.resize(kept);
-                for (const auto& c : s.fresh)
-                    if (c.first >= floor[r]) pend.push_back(c);
+                // All that passed (those below a floor just raised go at the next cut).
+                pend.up.insert(pend.up.end(), s.up.begin(), s.up.begin() + passed);
+                const size_t at = pend.row.size();
+                pend.row.resize(at + size_t(passed));
+                for (int64_t c = 0; c < passed; ++c) pend.row[at + size_t(c)] = k0 + s.idx[size_t(c)];
+                if (pend.up.size() > 2 * pend.clean + size_t(kSub)) pend.cut(floor[r]);  // bounded memory
             }
-            pairs += qn * n;
         }
-        for (int64_t r = 0; r < qn; ++r) {
-            s.rows.clear();
-            s.cand_ids.clear();
-            for (const auto& c : s.pending[size_t(r)])
-                if (c.first >= floor[r]) {
-                    s.rows.push_back(c.second);
-                    s.cand_ids.push_back(ids[c.second]);
+        // Re-scoring, once every key is seen and the floors are highest, in two rounds. First
+        // k of each row's candidates with about the highest upper bounds (the likely top k):
+        // once they are offered, the accumulator's k-th best exact score is a floor about E
+        // above the k-th best lower bound. Then the other candidates whose upper bound
+        // reaches that floor.
+        for (int64_t round = 0; round < 2; ++round) {
+            for (int64_t r = 0; r < qn; ++r) {
+                Pending& pend = s.pending[size_t(r)];
+                std::vector<int64_t>& rows = s.rows[size_t(r)];
+                rows.clear();
+                pend.cut(floor[r]);
+                const int64_t c = int64_t(pend.up.size());
+                if (round == 1 || c <= k) {  // all that is left
+                    rows.swap(pend.row);
+                    pend.clear();
+                    continue;
                 }
-            const int64_t m = int64_t(s.rows.size());
-            s.exact.resize(size_t(m));
-            score_candidates(queries + (q0 + r) * ldq, keys, ldk, s.rows.data(), m, d, s.exact.data());
-            if (l2)  // as the exact path's to_l2, operation for operation
-                for (int64_t c = 0; c < m; ++c)
-                    s.exact[size_t(c)] = 2.f * s.exact[size_t(c)] - key_sq_norms[s.rows[size_t(c)]];
-            acc.push(row0 + q0 + r, 1, s.exact.data(), 0, s.cand_ids.data(), m, 1);
-            candidates += m;
+                // The first k in key order of those with upper bounds near the highest, the rest
+                // left pending.
+                const float U = kth_floor(pend.up.data(), c, k, s.sel);
+                rows.resize(size_t(k + 1));  // slot k: a scratch write once k are taken
+                size_t taken = 0, kept = 0;
+                for (int64_t j = 0; j < c; ++j) {  // branch-free: a coin flip for most entries
+                    const float u = pend.up[size_t(j)];
+                    const int64_t row = pend.row[size_t(j)];
+                    const bool take = u >= U && taken < size_t(k);
+                    rows[taken] = row;
+                    pend.up[kept] = u;
+                    pend.row[kept] = row;
+                    taken += take;
+                    kept += !take;
+                }
+                rows.resize(taken);
+                pend.up.resize(kept);
+                pend.row.resize(kept);
+            }
+            rescore_tile(s, qn, tq, ldq, keys, ldk, nb, d);
+            for (int64_t r = 0; r < qn; ++r) {
+                const std::vector<int64_t>& rows = s.rows[size_t(r)];
+                std::vector<float>& exact = s.exact[size_t(r)];
+                const int64_t m = int64_t(rows.size());
+                if (l2)  // as the exact path's to_l2, operation for operation
+                    for (int64_t c = 0; c < m; ++c)
+                        exact[size_t(c)] = 2.f * exact[size_t(c)] - key_sq_norms[rows[size_t(c)]];
+                s.cand_ids.resize(size_t(m));
+                for (int64_t c = 0; c < m; ++c) s.cand_ids[size_t(c)] = ids[rows[size_t(c)]];
+                acc.push(row0 + q0 + r, 1, exact.data(), 0, s.cand_ids.data(), m, 1);
+                candidates += m;
+                if (round == 0 && !s.pending[size_t(r)].up.empty()) {
+                    const float kth = acc.kth_score(row0 + q0 + r);
+                    if (!std::isnan(kth)) floor[r] = std::max(floor[r], kth);
+                }
+            }
         }
-        g_pairs += pairs;
+        g_pairs += qn * nb;
         g_candidates += candidates;
         total += candidates;
     });

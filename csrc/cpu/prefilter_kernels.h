@@ -10,13 +10,18 @@ struct QueryFactors {
     float dx, xt, x, abs;
 };
 
-// Local indices j < n (into out, ascending) whose upper bound may reach `floor`: approximate
-// scores a [n], the keys' inflated |x - x~|, |x~|, |x| (dx, xt, x [n]) and, for L2, their
-// squared norms sq [n] (else null). A float test that never drops a key the double bound keeps
-// (prefilter_cpu.cpp): every float term is inflated by 2^-20 or more, and 2^-21 of the score
-// terms' magnitude covers the roundings of the sums. NaN and infinities pass. Returns the count.
-int64_t float_filter(const float* a, int64_t n, const QueryFactors& f, const float* dx, const float* xt,
-                     const float* x, const float* sq, double floor, int64_t* out);
+// The keys j < n whose upper bound may reach `floor`: idx[c] = j (ascending) and up[c] >= the
+// float32 score of the pair, for c < the returned count; and the lower bounds that reach
+// `floor` (lo[c] <= that score, *n_lo of them, only these can raise the floor). a [n] are the
+// approximate scores, dx, xt, x [n] the keys' inflated |x - x~|, |x~|, |x| and, for L2, sq [n]
+// their squared norms (else null); scores and bounds are then in L2 units (2 q.x - |x|^2).
+// Every float term is inflated by 2^-20 or more, and 2^-21 of the score terms' magnitude
+// covers the roundings of the sums, so the bounds hold what the double bound E of
+// prefilter_bound.h proves. A pair whose score or bound is not finite gets up = +inf and
+// lo = -inf: it always passes. idx, up and lo need n + 16 entries (whole vectors are stored).
+int64_t bound_filter(const float* a, int64_t n, const QueryFactors& f, const float* dx, const float* xt,
+                     const float* x, const float* sq, float floor, int32_t* idx, float* up, float* lo,
+                     int64_t* n_lo);
 
 // Exact float32 scores out[j] = q . keys[rows[j]] for j < n (q [d]; keys row-major, row stride
 // ldk): for each key one multiply-add per feature, in feature order from zero, which is what

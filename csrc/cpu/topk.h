@@ -38,6 +38,11 @@ public:
     // k have been offered): a lower bound of the row's final k-th best score.
     float threshold(int64_t row) const { return worst_score_[row]; }
 
+    // The row's k-th best score so far (-inf before k have been offered), the tightest such
+    // bound: cuts the row's reservoir to its k best first (one selection). Not thread-safe
+    // for the same row.
+    float kth_score(int64_t row);
+
     // Scratch score tile reused across calls (saves re-faulting fresh pages every block).
     float* scratch(size_t n_floats) {
         if (tile_.size() < n_floats) tile_.resize(n_floats);

@@ -35,6 +35,16 @@ void TopkAccumulator::compact(int64_t row) {
     worst_score_[row] = unpack_score(worst_[row]);
 }
 
+float TopkAccumulator::kth_score(int64_t row) {
+    if (count_[row] < k_) return worst_score_[row];
+    Key* b = buf_.get() + row * cap_;
+    std::nth_element(b, b + (k_ - 1), b + count_[row]);
+    worst_[row] = b[k_ - 1];
+    count_[row] = k_;
+    worst_score_[row] = unpack_score(worst_[row]);
+    return worst_score_[row];
+}
+
 bool TopkAccumulator::compact_sampled(int64_t row) {
     constexpr int64_t kStride = 8;
     Key* b = buf_.get() + row * cap_;

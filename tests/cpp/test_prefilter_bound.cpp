@@ -1,5 +1,6 @@
-// The bfloat16 first pass's rounding bound (csrc/cpu/prefilter_cpu.cpp), checked pair by pair:
-// |float32 score - approximate score| <= E on adversarial vectors, and E is not vacuous.
+// The bfloat16 first pass's rounding bound (csrc/cpu/prefilter_bound.h), checked pair by pair:
+// |float32 score - approximate score| <= E on adversarial vectors, E is not vacuous, and the
+// vectorised filter's float bounds hold the float32 score (inner product and L2) too.
 // Skipped (exit 0) on CPUs without AVX512-BF16.
 #include <cmath>
 #include <cstdio>
@@ -16,10 +17,14 @@ double worst_ratio = 0.0;  // largest |error| / E seen
 
 void check_pair(const std::vector<float>& q, const std::vector<float>& x, bool normal_range = true) {
     const int64_t d = int64_t(q.size());
-    float approx = 0.f, exact = 0.f;
-    double bound = 0.0;
-    prefilter_pair(q.data(), x.data(), d, &approx, &bound, &exact);
-    const double err = std::fabs(double(exact) - double(approx));
+    const PairBounds pb = prefilter_pair(q.data(), x.data(), d);
+    const double exact = pb.exact, approx = pb.approx, bound = pb.bound;
+    const double err = std::fabs(exact - approx);
+    CHECK(pb.lo <= pb.exact && pb.exact <= pb.up);
+    if (std::isfinite(pb.sq)) {
+        const float l2 = 2.f * pb.exact - pb.sq;  // as the exact path's to_l2
+        CHECK(pb.lo_l2 <= l2 && l2 <= pb.up_l2);
+    }
     double nq = 0, nx = 0;
     for (int64_t c = 0; c < d; ++c) nq += double(q[c]) * q[c], nx += double(x[c]) * x[c];
     CHECK(err <= bound);

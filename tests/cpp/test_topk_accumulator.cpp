@@ -1,5 +1,7 @@
 // The top-k accumulator against a full sort, with scores offered in uneven blocks, many
-// ties, and a row with fewer candidates than k (padded with NaN / -1).
+// ties, and a row with fewer candidates than k (padded with NaN / -1). Row 0's k-th best
+// score is asked for after every block (kth_score cuts its reservoir): it must be the k-th
+// best so far, and the final result unchanged.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -24,6 +26,13 @@ int main() {
     for (int64_t c0 = 0, step = 1; c0 < n; c0 += step, step = step * 3 + 1) {
         const int64_t cn = std::min<int64_t>(step, n - c0);
         acc.push(0, 2, scores.data() + c0, n, ids.data() + c0, cn, 2);
+        std::vector<float> seen(scores.begin(), scores.begin() + c0 + cn);
+        std::sort(seen.begin(), seen.end(), std::greater<float>());
+        const float kth = acc.kth_score(0);
+        if (int64_t(seen.size()) >= k)
+            CHECK(kth == seen[size_t(k - 1)]);
+        else
+            CHECK(kth == -INFINITY);
         if (c0 < 50)
             acc.push(2, 1, scores.data() + 2 * n + c0, n, ids.data() + c0, std::min<int64_t>(cn, 50 - c0), 1);
     }
