@@ -123,12 +123,12 @@ void gram_margins(const double* K, int64_t l, const double* alpha, double* g) {
     }
 }
 
-SIMATTR_CLONES bool dcd_primal(const WorkingSet& ws, DcdState& st, double tol, int64_t max_iter) {
+SIMATTR_CLONES_FMA bool dcd_primal(const WorkingSet& ws, DcdState& st, double tol, int64_t max_iter) {
     PrimalOracle o(ws, st.w);
     return sweeps(ws, st, tol, max_iter, o);
 }
 
-SIMATTR_CLONES bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st, double tol,
+SIMATTR_CLONES_FMA bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st, double tol,
                              int64_t max_iter, const Blas& blas, NewtonWarm* warm, const int64_t* slot_ids) {
     GramOracle o(K, ws.l, st.alpha);
     const bool squared = ws.dc.diag_neg > 0.0;
