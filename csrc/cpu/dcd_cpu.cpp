@@ -129,7 +129,8 @@ SIMATTR_CLONES_FMA bool dcd_primal(const WorkingSet& ws, DcdState& st, double to
 }
 
 SIMATTR_CLONES_FMA bool dcd_gram(const WorkingSet& ws, const double* K, DcdState& st, double tol,
-                             int64_t max_iter, const Blas& blas, NewtonWarm* warm, const int64_t* slot_ids) {
+                                 int64_t max_iter, const Blas& blas, NewtonWarm* warm,
+                                 const int64_t* slot_ids) {
     GramOracle o(K, ws.l, st.alpha);
     const bool squared = ws.dc.diag_neg > 0.0;
     // Squared hinge: a Newton step on the active set guessed from the warm start (the last

@@ -193,7 +193,7 @@ constexpr int kMR = 8, kNR = 16;
 typedef float v16 __attribute__((vector_size(64)));  // 16 floats: one AVX-512 or two AVX2 registers
 
 SIMATTR_CLONES_FMA void micro_tile(const float* q, int64_t ldq, const float* panel, int64_t d, float* out,
-                               int64_t ldo) {
+                                   int64_t ldo) {
     v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {}, acc4 = {}, acc5 = {}, acc6 = {}, acc7 = {};
     const float *q0 = q, *q1 = q + ldq, *q2 = q + 2 * ldq, *q3 = q + 3 * ldq, *q4 = q + 4 * ldq,
                 *q5 = q + 5 * ldq, *q6 = q + 6 * ldq, *q7 = q + 7 * ldq;
