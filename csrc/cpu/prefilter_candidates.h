@@ -57,5 +57,27 @@ inline float kth_floor(const float* vals, int64_t n, int64_t k, std::vector<floa
     return tmp[size_t(k - 1)];
 }
 
+// Moves k of the c > k pending candidates into rows: the first in key order of those whose
+// upper bound is near the highest (kth_floor), the likely top k. Key order is kept on both sides.
+inline void take_likely_top(Pending& pend, int64_t k, std::vector<int64_t>& rows, std::vector<float>& tmp) {
+    const int64_t c = int64_t(pend.up.size());
+    const float U = kth_floor(pend.up.data(), c, k, tmp);
+    rows.resize(size_t(k + 1));  // slot k: a scratch write once k are taken
+    size_t taken = 0, kept = 0;
+    for (int64_t j = 0; j < c; ++j) {  // branch-free: a coin flip for most entries
+        const float u = pend.up[size_t(j)];
+        const int64_t row = pend.row[size_t(j)];
+        const bool take = u >= U && taken < size_t(k);
+        rows[taken] = row;
+        pend.up[kept] = u;
+        pend.row[kept] = row;
+        taken += take;
+        kept += !take;
+    }
+    rows.resize(taken);
+    pend.up.resize(kept);
+    pend.row.resize(kept);
+}
+
 }  // namespace prefilter_detail
 }  // namespace simattr

@@ -37,29 +37,6 @@ constexpr int64_t kPanel = 16;  // keys per packed panel (one 512-bit lane set)
 
 std::atomic<int64_t> g_pairs{0}, g_candidates{0};
 
-// out[8, 32] (row stride ldo) += 8 query rows (pairs [8][dp], row stride dp) . two panels of
-// 16 keys ([dp][16] pairs each, adjacent).
-__attribute__((target("avx512f,avx512bf16"))) void bf16_micro(const uint32_t* q, int64_t dp,
-                                                              const uint32_t* panels, float* out,
-                                                              int64_t ldo) {
-    __m512 a[8][2];
-    for (int i = 0; i < 8; ++i) a[i][0] = a[i][1] = _mm512_setzero_ps();
-    const uint32_t* p1 = panels + dp * kPanel;
-    for (int64_t c = 0; c < dp; ++c) {
-        const __m512bh k0 = (__m512bh)_mm512_loadu_si512(panels + c * kPanel);
-        const __m512bh k1 = (__m512bh)_mm512_loadu_si512(p1 + c * kPanel);
-        for (int i = 0; i < 8; ++i) {
-            const __m512bh b = (__m512bh)_mm512_set1_epi32(int(q[i * dp + c]));
-            a[i][0] = _mm512_dpbf16_ps(a[i][0], b, k0);
-            a[i][1] = _mm512_dpbf16_ps(a[i][1], b, k1);
-        }
-    }
-    for (int i = 0; i < 8; ++i) {
-        _mm512_storeu_ps(out + i * ldo, a[i][0]);
-        _mm512_storeu_ps(out + i * ldo + kPanel, a[i][1]);
-    }
-}
-
 // The keys of one call, packed once for every query tile: bfloat16 pairs in panels
 // [panels][dp][16] (zero keys pad the last pair of panels) and, inflated into floats for
 // bound_filter, each key's |x - x~|, |x~| and |x|.
@@ -109,6 +86,35 @@ void score_block(Scratch& s, int64_t rows8, int64_t dp, const PackedKeys& pk, in
         for (int64_t i = 0; i < rows8; i += 8)
             bf16_micro(s.q.data() + i * dp, dp, pk.pairs.data() + (p0 + p) * dp * kPanel,
                        s.approx.data() + i * kSub + p * kPanel, kSub);
+}
+
+// One chunk's outcome for tile row r (keys from k0 on): bound_filter left `passed` keys
+// (s.idx, s.up) and n_lo lower bounds reaching the floor (s.lo). A value that at least k lower
+// bounds of the keys seen so far reach (kth_floor: close below their k-th best) raises the
+// floor, and lower bounds below it can no longer matter; every passing key joins the row's
+// pending candidates (those below a floor just raised go at the next cut).
+void offer_chunk(Scratch& s, int64_t r, int64_t k0, int64_t k, int64_t passed, int64_t n_lo, float& floor) {
+    std::vector<float>& best = s.best[size_t(r)];
+    Pending& pend = s.pending[size_t(r)];
+    if (k0 == 0) {
+        best.clear();
+        pend.clear();
+    }
+    best.insert(best.end(), s.lo.begin(), s.lo.begin() + n_lo);
+    if (int64_t(best.size()) >= 2 * k || (k0 == 0 && int64_t(best.size()) >= k)) {  // amortised
+        const float f = floor = std::max(floor, kth_floor(best.data(), int64_t(best.size()), k, s.sel));
+        size_t kept = 0;
+        for (float v : best) {  // branch-free: most go
+            best[kept] = v;
+            kept += v >= f;
+        }
+        best.resize(kept);
+    }
+    pend.up.insert(pend.up.end(), s.up.begin(), s.up.begin() + passed);
+    const size_t at = pend.row.size();
+    pend.row.resize(at + size_t(passed));
+    for (int64_t c = 0; c < passed; ++c) pend.row[at + size_t(c)] = k0 + s.idx[size_t(c)];
+    if (pend.up.size() > 2 * pend.clean + size_t(kSub)) pend.cut(floor);  // bounded memory
 }
 
 // Exact scores of every tile row's candidates (s.rows[r], ascending, into s.exact[r]), swept
@@ -242,31 +248,7 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
                     bound_filter(s.approx.data() + r * kSub, n, qfac[r], pk.dx.data() + k0, pk.xt.data() + k0,
                                  pk.x.data() + k0, l2 ? key_sq_norms + k0 : nullptr, floor[r], s.idx.data(),
                                  s.up.data(), s.lo.data(), &n_lo);
-                std::vector<float>& best = s.best[size_t(r)];
-                Pending& pend = s.pending[size_t(r)];
-                if (k0 == 0) {
-                    best.clear();
-                    pend.clear();
-                }
-                // The k-th best lower bound of all keys seen so far raises the floor (lower
-                // bounds below it cannot); the k best are kept for the next sub-block.
-                best.insert(best.end(), s.lo.begin(), s.lo.begin() + n_lo);
-                if (int64_t(best.size()) >= 2 * k || (k0 == 0 && int64_t(best.size()) >= k)) {  // amortised
-                    const float f = floor[r] =
-                        std::max(floor[r], kth_floor(best.data(), int64_t(best.size()), k, s.sel));
-                    size_t kept = 0;
-                    for (float v : best) {  // branch-free: most go
-                        best[kept] = v;
-                        kept += v >= f;
-                    }
-                    best.resize(kept);
-                }
-                // All that passed (those below a floor just raised go at the next cut).
-                pend.up.insert(pend.up.end(), s.up.begin(), s.up.begin() + passed);
-                const size_t at = pend.row.size();
-                pend.row.resize(at + size_t(passed));
-                for (int64_t c = 0; c < passed; ++c) pend.row[at + size_t(c)] = k0 + s.idx[size_t(c)];
-                if (pend.up.size() > 2 * pend.clean + size_t(kSub)) pend.cut(floor[r]);  // bounded memory
+                offer_chunk(s, r, k0, k, passed, n_lo, floor[r]);
             }
         }
         // Re-scoring, once every key is seen and the floors are highest, in two rounds. First
@@ -286,24 +268,7 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
                     pend.clear();
                     continue;
                 }
-                // The first k in key order of those with upper bounds near the highest, the rest
-                // left pending.
-                const float U = kth_floor(pend.up.data(), c, k, s.sel);
-                rows.resize(size_t(k + 1));  // slot k: a scratch write once k are taken
-                size_t taken = 0, kept = 0;
-                for (int64_t j = 0; j < c; ++j) {  // branch-free: a coin flip for most entries
-                    const float u = pend.up[size_t(j)];
-                    const int64_t row = pend.row[size_t(j)];
-                    const bool take = u >= U && taken < size_t(k);
-                    rows[taken] = row;
-                    pend.up[kept] = u;
-                    pend.row[kept] = row;
-                    taken += take;
-                    kept += !take;
-                }
-                rows.resize(taken);
-                pend.up.resize(kept);
-                pend.row.resize(kept);
+                take_likely_top(pend, k, rows, s.sel);
             }
             rescore_tile(s, qn, tq, ldq, keys, ldk, nb, d);
             for (int64_t r = 0; r < qn; ++r) {

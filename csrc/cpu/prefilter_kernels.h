@@ -5,6 +5,11 @@
 
 namespace simattr {
 
+// out[8, 32] (row stride ldo) = 8 query rows (bfloat16 pairs [8][dp], row stride dp) . two
+// adjacent panels of 16 keys ([dp][16] pairs each), accumulated in float32 by VDPBF16PS.
+// Needs AVX512-BF16.
+void bf16_micro(const uint32_t* q, int64_t dp, const uint32_t* panels, float* out, int64_t ldo);
+
 // The per-query factors of the float test: E <= dx * key dx + xt * key xt + x * key x + abs.
 struct QueryFactors {
     float dx, xt, x, abs;

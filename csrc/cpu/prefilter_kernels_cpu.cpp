@@ -45,6 +45,27 @@ __attribute__((target("avx512f"))) inline void transpose16(const __m512 r[16], _
 
 }  // namespace
 
+__attribute__((target("avx512f,avx512bf16"))) void bf16_micro(const uint32_t* q, int64_t dp,
+                                                              const uint32_t* panels, float* out,
+                                                              int64_t ldo) {
+    __m512 a[8][2];
+    for (int i = 0; i < 8; ++i) a[i][0] = a[i][1] = _mm512_setzero_ps();
+    const uint32_t* p1 = panels + dp * 16;
+    for (int64_t c = 0; c < dp; ++c) {
+        const __m512bh k0 = (__m512bh)_mm512_loadu_si512(panels + c * 16);
+        const __m512bh k1 = (__m512bh)_mm512_loadu_si512(p1 + c * 16);
+        for (int i = 0; i < 8; ++i) {
+            const __m512bh b = (__m512bh)_mm512_set1_epi32(int(q[i * dp + c]));
+            a[i][0] = _mm512_dpbf16_ps(a[i][0], b, k0);
+            a[i][1] = _mm512_dpbf16_ps(a[i][1], b, k1);
+        }
+    }
+    for (int i = 0; i < 8; ++i) {
+        _mm512_storeu_ps(out + i * ldo, a[i][0]);
+        _mm512_storeu_ps(out + i * ldo + 16, a[i][1]);
+    }
+}
+
 __attribute__((target("avx512f"))) int64_t bound_filter(const float* a, int64_t n, const QueryFactors& f,
                                                         const float* dx, const float* xt, const float* x,
                                                         const float* sq, float floor, int32_t* idx, float* up,
