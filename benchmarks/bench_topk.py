@@ -138,7 +138,8 @@ def main(argv=None):
     ks = [int(v) for v in a.ks.split(",")]
     print(
         f"topk: {len(queries)} queries x {len(keys)} keys x d={keys.shape[1]}, k in {ks}, cosine, data={a.data}; "
-        f"bfloat16 first pass available: {backend.cpu().bf16_prefilter_available()}; {machine()}"
+        f"bfloat16 first pass available: {backend.cpu().bf16_prefilter_available()} "
+        f"(kernel: {backend.cpu().prefilter_kernel()}); {machine()}"
     )
     rows = {}
     rows["GEMM float32 (torch.mm)"], _ = timed(lambda: torch_gemm(queries, keys), a.repeat)
@@ -172,7 +173,16 @@ def main(argv=None):
                 f"torch.mm+topk {t_to:.2f}s | top-k overlap with faiss {agree:.4f}",
                 flush=True,
             )
-    write_json(a.out, {"args": vars(a), "machine": machine(), "seconds": rows, "candidates_per_query": candidates})
+    write_json(
+        a.out,
+        {
+            "args": vars(a),
+            "machine": machine(),
+            "prefilter_kernel": backend.cpu().prefilter_kernel(),
+            "seconds": rows,
+            "candidates_per_query": candidates,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,29 @@ def assert_identical(a, b):
     np.testing.assert_array_equal(a[0].view(np.uint32), b[0].view(np.uint32))  # NaN padding and -0 too
 
 
+@pytest.fixture(params=["auto", "amx-emulated"])
+def kernel(request):
+    """The first pass's kernel: the machine's own (AMX where present, else AVX512-BF16), and the
+    AMX driver on emulated tiles, so that its data layout (rows padded to 32, pairs to 16) is
+    exercised on any CPU with AVX512-BF16."""
+    cpu.set_prefilter_kernel(request.param)
+    yield request.param
+    cpu.set_prefilter_kernel("auto")
+
+
+@needs_bf16
+def test_the_kernel_in_use_passed_its_checks():
+    name = cpu.prefilter_kernel()
+    assert name == "amx" or name.startswith("avx512bf16"), name
+    assert "self-check failed" not in name  # AMX present but disagreeing with AVX512-BF16
+    with pytest.raises(ValueError, match="expected one of auto, avx512bf16, amx-emulated"):
+        cpu.set_prefilter_kernel("avx2")
+
+
 @needs_bf16
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
 @pytest.mark.parametrize("nq,nb,d,k", [(1, 1025, 3, 1), (97, 3001, 97, 10), (300, 9000, 64, 1000), (129, 2048, 1, 5)])
-def test_identical_to_the_float32_path(monkeypatch, rng, metric, nq, nb, d, k):
+def test_identical_to_the_float32_path(monkeypatch, rng, kernel, metric, nq, nb, d, k):
     q = rng.standard_normal((nq, d)).astype(np.float32)
     x = rng.standard_normal((nb, d)).astype(np.float32)
     x[nb // 2 : nb // 2 + 50] = x[:50]  # exact duplicates, far apart (different key tiles)

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/parallel.h"
+#include "cpu/prefilter_amx.h"
 #include "cpu/prefilter_bound.h"
 #include "cpu/prefilter_candidates.h"
 #include "cpu/prefilter_kernels.h"
@@ -38,22 +39,22 @@ constexpr int64_t kPanel = 16;  // keys per packed panel (one 512-bit lane set)
 std::atomic<int64_t> g_pairs{0}, g_candidates{0};
 
 // The keys of one call, packed once for every query tile: bfloat16 pairs in panels
-// [panels][dp][16] (zero keys pad the last pair of panels) and, inflated into floats for
-// bound_filter, each key's |x - x~|, |x~| and |x|.
+// [panels][dpp][16] (dpp >= dp pairs a key, zero-padded; zero keys pad the last pair of
+// panels) and, inflated into floats for bound_filter, each key's |x - x~|, |x~| and |x|.
 struct PackedKeys {
     std::vector<uint32_t> pairs;
     std::vector<float> dx, xt, x;
 };
 
-void pack_keys(const float* keys, int64_t ldk, int64_t nb, int64_t d, PackedKeys& pk, int nt) {
-    const int64_t dp = (d + 1) / 2, panels = (nb + 2 * kPanel - 1) / (2 * kPanel) * 2;
-    pk.pairs.resize(size_t(panels * dp * kPanel));
+void pack_keys(const float* keys, int64_t ldk, int64_t nb, int64_t d, int64_t dpp, PackedKeys& pk, int nt) {
+    const int64_t panels = (nb + 2 * kPanel - 1) / (2 * kPanel) * 2;
+    pk.pairs.resize(size_t(panels * dpp * kPanel));
     pk.dx.resize(size_t(nb));
     pk.xt.resize(size_t(nb));
     pk.x.resize(size_t(nb));
     parallel_for(panels, nt, [&](int64_t p) {
-        uint32_t* dst = pk.pairs.data() + p * dp * kPanel;
-        std::fill(dst, dst + dp * kPanel, 0u);
+        uint32_t* dst = pk.pairs.data() + p * dpp * kPanel;
+        std::fill(dst, dst + dpp * kPanel, 0u);
         for (int64_t r = p * kPanel; r < std::min(nb, (p + 1) * kPanel); ++r) {
             const float* src = keys + r * ldk;
             pack_pairs(src, d, dst + (r % kPanel), kPanel);
@@ -67,7 +68,7 @@ void pack_keys(const float* keys, int64_t ldk, int64_t nb, int64_t d, PackedKeys
 
 // A thread's scratch for one query tile.
 struct Scratch {
-    std::vector<uint32_t> q;                 // packed query rows [kRows][dp]
+    std::vector<uint32_t> q;                 // packed query rows [kRows][dpp]
     std::vector<float> approx;               // [kRows, kSub]
     std::vector<int32_t> idx;                // one row's passing keys of one sub-block [kSub + 16]
     std::vector<float> up, lo;               // their bounds [kSub + 16]
@@ -79,12 +80,20 @@ struct Scratch {
     std::vector<int64_t> cand_ids;
 };
 
-// Keys [k0, k0 + n) (k0 a multiple of 2 panels) against the tile's packed queries: approx [rows8, n].
-void score_block(Scratch& s, int64_t rows8, int64_t dp, const PackedKeys& pk, int64_t k0, int64_t n) {
+// Keys [k0, k0 + n) (k0 a multiple of 2 panels) against the tile's packed queries (rows of
+// them, a multiple of 32 on AMX and of 8 otherwise): approx [rows, n].
+void score_block(Scratch& s, int64_t rows, int64_t dpp, int amx, const PackedKeys& pk, int64_t k0,
+                 int64_t n) {
     const int64_t p0 = k0 / kPanel, panels = (n + 2 * kPanel - 1) / (2 * kPanel) * 2;
+    const uint32_t* keys = pk.pairs.data() + p0 * dpp * kPanel;
+    if (amx) {  // prefilter_amx_mode(): 1 the tiles, 2 their emulation (tests)
+        (amx == 1 ? amx_block_tiles : amx_block_emulated)(s.q.data(), rows, dpp, keys, panels / 2,
+                                                          s.approx.data(), kSub);
+        return;
+    }
     for (int64_t p = 0; p < panels; p += 2)
-        for (int64_t i = 0; i < rows8; i += 8)
-            bf16_micro(s.q.data() + i * dp, dp, pk.pairs.data() + (p0 + p) * dp * kPanel,
+        for (int64_t i = 0; i < rows; i += 8)
+            bf16_micro(s.q.data() + i * dpp, dpp, keys + p * dpp * kPanel,
                        s.approx.data() + i * kSub + p * kPanel, kSub);
 }
 
@@ -202,25 +211,28 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
                          int64_t nb, int64_t d, const int64_t* ids, const float* key_sq_norms, Metric metric,
                          TopkAccumulator& acc, int64_t row0, int n_threads, bool keys_packed) {
     const Bound bd = make_bound(d);
-    const int64_t dp = (d + 1) / 2, k = acc.k();
+    // AMX tiles take 16 pairs a step: rows are padded to whole tiles there.
+    const int amx = prefilter_amx_mode();
+    const int64_t dp = (d + 1) / 2, dpp = amx ? (dp + 15) / 16 * 16 : dp, k = acc.k();
     const bool l2 = metric == Metric::L2;
     const int nt = resolve_threads(n_threads);
     // The caller's thread keeps the buffers across the calls of a stream. (A thread_local
     // named inside the worker lambda would be each worker's own: take a reference here.)
     thread_local PackedKeys packed;
     PackedKeys& pk = packed;
-    if (!keys_packed) pack_keys(keys, ldk, nb, d, pk, nt);
+    if (!keys_packed) pack_keys(keys, ldk, nb, d, dpp, pk, nt);
     std::atomic<int64_t> total{0};
     parallel_for((nq + kRows - 1) / kRows, nt, [&](int64_t t) {
         thread_local Scratch tls;
         Scratch& s = tls;  // one TLS lookup, not one per use
-        const int64_t q0 = t * kRows, qn = std::min(kRows, nq - q0), rows8 = (qn + 7) / 8 * 8;
+        const int64_t q0 = t * kRows, qn = std::min(kRows, nq - q0),
+                      rows = amx ? (qn + 31) / 32 * 32 : (qn + 7) / 8 * 8;
         const float* tq = queries + q0 * ldq;
-        s.q.assign(size_t(rows8 * dp), 0u);
+        s.q.assign(size_t(rows * dpp), 0u);
         QueryFactors qfac[kRows];
         float floor[kRows];
         for (int64_t r = 0; r < qn; ++r) {
-            pack_pairs(tq + r * ldq, d, s.q.data() + r * dp, 1);
+            pack_pairs(tq + r * ldq, d, s.q.data() + r * dpp, 1);
             qfac[r] = query_factors(bd, row_norms(tq + r * ldq, d));
             // The k-th best exact score of the keys of earlier calls: at most the final one.
             const float kth = acc.kth_score(row0 + q0 + r);
@@ -241,7 +253,7 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
             std::min(kSub, (std::max<int64_t>(4 * k, 512) + 2 * kPanel - 1) / (2 * kPanel) * 2 * kPanel);
         for (int64_t k0 = 0, n = 0; k0 < nb; k0 += n) {
             n = std::min(k0 == 0 ? first : kSub, nb - k0);
-            score_block(s, rows8, dp, pk, k0, n);
+            score_block(s, rows, dpp, amx, pk, k0, n);
             for (int64_t r = 0; r < qn; ++r) {
                 int64_t n_lo = 0;
                 const int64_t passed =

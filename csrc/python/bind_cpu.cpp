@@ -9,6 +9,7 @@
 #include "common/parallel.h"
 #include "cpu/esvm.h"
 #include "cpu/prefilter.h"
+#include "cpu/prefilter_amx.h"
 #include "cpu/topk.h"
 #include "python/bind_common.h"
 
@@ -132,6 +133,10 @@ PYBIND11_MODULE(_cpu, m) {
           py::arg("ids").noconvert(), py::arg("key_sq_norms"), py::arg("metric"), py::arg("row0"),
           py::arg("n_threads") = 0, py::arg("prefilter") = 0);
     m.def("bf16_prefilter_available", &bf16_prefilter_available);
+    m.def("prefilter_kernel", [] { return std::string(prefilter_kernel()); });
+    m.def(
+        "set_prefilter_kernel", [](const std::string& name) { set_prefilter_kernel(name.c_str()); },
+        py::arg("name"), "For tests: 'auto', 'avx512bf16' or 'amx-emulated'.");
     m.def("prefilter_stats", [] {
         const PrefilterStats st = prefilter_stats();
         return py::make_tuple(st.pairs, st.candidates);
