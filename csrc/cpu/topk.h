@@ -68,7 +68,7 @@ private:
 // first query tiles, then on the rest only if they left few candidates (at most
 // kAutoDensity of the pairs: where re-scoring the candidates costs less than the first pass
 // saves; measured on an AVX512-BF16 CPU without AMX, where the first pass still won with 5-7%
-// of the keys re-scored on Gaussian and Fashion-MNIST data, 1.08x at 6.9%: benchmarks/README.md).
+// of the keys re-scored on Gaussian and Fashion-MNIST data, 1.03x at 6.9%: benchmarks/README.md).
 enum class Prefilter { Off = 0, On = 1, Auto = 2 };
 constexpr double kAutoDensity = 0.08;
 

@@ -213,10 +213,20 @@ SIMATTR_CLONES_FMA void micro_tile(const float* q, int64_t ldq, const float* pan
     for (int i = 0; i < kMR; ++i) __builtin_memcpy(out + i * ldo, &accs[i], sizeof(v16));
 }
 
-// out[kQueryTile, kKeyTile] = Q K^T for queries [qn, d] and keys [kn, d] (row strides ldq,
-// ldk); rows beyond qn and kn are zero.
-float* score_tile(const float* queries, int64_t ldq, int64_t qn, const float* keys, int64_t ldk, int64_t kn,
-                  int64_t d, TileBuffers& tb) {
+// Keys [kn, d] (row stride ldk) into tb.k as panels [kn / 16][d][16], zero-padded.
+void pack_key_tile(const float* keys, int64_t ldk, int64_t kn, int64_t d, TileBuffers& tb) {
+    const int64_t panels = (kn + kNR - 1) / kNR;
+    tb.k.assign(size_t(panels * kNR * d), 0.f);
+    for (int64_t r = 0; r < kn; ++r) {
+        float* dst = tb.k.data() + (r / kNR) * kNR * d + (r % kNR);
+        const float* src = keys + r * ldk;
+        for (int64_t c = 0; c < d; ++c) dst[c * kNR] = src[c];
+    }
+}
+
+// out[kQueryTile, kKeyTile] = Q K^T for queries [qn, d] (row stride ldq) and the kn keys
+// packed in tb.k; rows beyond qn and columns beyond kn are zero.
+float* score_packed(const float* queries, int64_t ldq, int64_t qn, int64_t kn, int64_t d, TileBuffers& tb) {
     tb.scores.resize(size_t(kQueryTile * kKeyTile));
     if (qn < kQueryTile) {
         tb.q.assign(size_t(kQueryTile * d), 0.f);
@@ -225,14 +235,7 @@ float* score_tile(const float* queries, int64_t ldq, int64_t qn, const float* ke
         queries = tb.q.data();
         ldq = d;
     }
-    const int64_t panels = (kn + kNR - 1) / kNR;
-    tb.k.assign(size_t(panels * kNR * d), 0.f);
-    for (int64_t r = 0; r < kn; ++r) {
-        float* dst = tb.k.data() + (r / kNR) * kNR * d + (r % kNR);
-        const float* src = keys + r * ldk;
-        for (int64_t c = 0; c < d; ++c) dst[c * kNR] = src[c];
-    }
-    const int64_t rows = (qn + kMR - 1) / kMR * kMR;
+    const int64_t panels = (kn + kNR - 1) / kNR, rows = (qn + kMR - 1) / kMR * kMR;
     for (int64_t p = 0; p < panels; ++p)
         for (int64_t i = 0; i < rows; i += kMR)
             micro_tile(queries + i * ldq, ldq, tb.k.data() + p * kNR * d, d,
@@ -278,15 +281,21 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
     const int64_t n_ktiles = (nb + kKeyTile - 1) / kKeyTile;
     if (n_qtiles >= 2 * nt || n_ktiles == 1) {
         // Many queries: each thread owns whole query tiles (so accumulator rows are never
-        // shared) and selects from each score tile while it is still in cache.
-        parallel_for(n_qtiles, nt, [&](int64_t t) {
+        // shared; tiles t, t + nt, ...) and selects from each score tile while it is still in
+        // cache. Key tiles go outermost, so each thread packs a key tile once for all its
+        // query tiles rather than once per query tile.
+        const int64_t nt_used = std::min<int64_t>(nt, n_qtiles);
+        parallel_for(nt_used, nt, [&](int64_t t) {
             thread_local TileBuffers tb;
-            const int64_t q0 = t * kQueryTile, qn = std::min(kQueryTile, nq - q0);
             for (int64_t k0 = 0; k0 < nb; k0 += kKeyTile) {
                 const int64_t kn = std::min(kKeyTile, nb - k0);
-                float* tile = score_tile(queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk, kn, d, tb);
-                if (metric == Metric::L2) to_l2(tile, qn, kKeyTile, key_sq_norms + k0, kn);
-                acc.push(row0 + q0, qn, tile, kKeyTile, ids + k0, kn, 1);
+                pack_key_tile(keys + k0 * ldk, ldk, kn, d, tb);
+                for (int64_t qt = t; qt < n_qtiles; qt += nt_used) {
+                    const int64_t q0 = qt * kQueryTile, qn = std::min(kQueryTile, nq - q0);
+                    float* tile = score_packed(queries + q0 * ldq, ldq, qn, kn, d, tb);
+                    if (metric == Metric::L2) to_l2(tile, qn, kKeyTile, key_sq_norms + k0, kn);
+                    acc.push(row0 + q0, qn, tile, kKeyTile, ids + k0, kn, 1);
+                }
             }
         });
         return;
@@ -303,7 +312,8 @@ void topk(const float* queries, int64_t ldq, int64_t nq, const float* keys, int6
             parallel_for(nt_here, nt, [&](int64_t j) {
                 thread_local TileBuffers tb;
                 const int64_t k0 = (t0 + j) * kKeyTile, kn = std::min(kKeyTile, nb - k0);
-                const float* tile = score_tile(queries + q0 * ldq, ldq, qn, keys + k0 * ldk, ldk, kn, d, tb);
+                pack_key_tile(keys + k0 * ldk, ldk, kn, d, tb);
+                const float* tile = score_packed(queries + q0 * ldq, ldq, qn, kn, d, tb);
                 for (int64_t r = 0; r < qn; ++r)
                     std::copy(tile + r * kKeyTile, tile + r * kKeyTile + kKeyTile,
                               strip + r * ld + j * kKeyTile);
