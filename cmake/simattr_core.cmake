@@ -9,6 +9,7 @@ function(simattr_add_core name)
     ${SIMATTR_SRC_DIR}/cpu/prefilter_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/prefilter_kernels_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/prefilter_amx_cpu.cpp
+    ${SIMATTR_SRC_DIR}/cpu/rows_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/dcd_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/cholesky.cpp
     ${SIMATTR_SRC_DIR}/cpu/newton.cpp

@@ -10,6 +10,7 @@
 #include "cpu/esvm.h"
 #include "cpu/prefilter.h"
 #include "cpu/prefilter_amx.h"
+#include "cpu/rows.h"
 #include "cpu/topk.h"
 #include "python/bind_common.h"
 
@@ -57,6 +58,23 @@ void topk_py(TopkAccumulator& acc, const F32& queries, const F32& keys, const I6
     py::gil_scoped_release nogil;
     topk(queries.data(), d, nq, keys.data(), d, nb, d, ids.data(), sq, metric, acc, row0, n_threads,
          Prefilter(prefilter));
+}
+
+// dst [n, d] = src [n, d] (float16 or float32, C-contiguous; dst may be src) prepared by
+// cpu/rows.h; returns the first row holding a NaN or an infinity, or -1.
+int64_t prepare_rows_py(const py::array& src, F32& dst, bool normalize, int n_threads) {
+    require(
+        src.ndim() == 2 && dst.ndim() == 2 && src.shape(0) == dst.shape(0) && src.shape(1) == dst.shape(1),
+        "prepare_rows: shape mismatch");
+    require((src.flags() & py::array::c_style) != 0, "prepare_rows: src must be C-contiguous");
+    const char kind = src.dtype().kind();
+    const int64_t n = src.shape(0), d = src.shape(1), size = src.itemsize();
+    require(kind == 'f' && (size == 2 || size == 4), "prepare_rows: src must be float16 or float32");
+    float* out = dst.mutable_data();
+    py::gil_scoped_release nogil;
+    if (size == 2)
+        return prepare_rows_f16(static_cast<const uint16_t*>(src.data()), d, n, d, out, normalize, n_threads);
+    return prepare_rows_f32(static_cast<const float*>(src.data()), d, n, d, out, normalize, n_threads);
 }
 
 py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {
@@ -132,6 +150,8 @@ PYBIND11_MODULE(_cpu, m) {
     m.def("topk", &topk_py, py::arg("acc"), py::arg("queries").noconvert(), py::arg("keys").noconvert(),
           py::arg("ids").noconvert(), py::arg("key_sq_norms"), py::arg("metric"), py::arg("row0"),
           py::arg("n_threads") = 0, py::arg("prefilter") = 0);
+    m.def("prepare_rows", &prepare_rows_py, py::arg("src"), py::arg("dst").noconvert(), py::arg("normalize"),
+          py::arg("n_threads") = 0);
     m.def("bf16_prefilter_available", &bf16_prefilter_available);
     m.def("prefilter_kernel", [] { return std::string(prefilter_kernel()); });
     m.def(

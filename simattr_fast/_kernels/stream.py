@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._progress import progress_bar
+from . import backend
 from .arrays import release_pages
 
 
@@ -21,8 +22,12 @@ def check_finite(name: str, block: np.ndarray, row_offset: int, row_ids=None) ->
     """Raises naming the first bad row: row_offset + position, or row_ids[position]."""
     bad = first_bad_row(block)
     if bad >= 0:
-        row = int(row_ids[bad]) if row_ids is not None else row_offset + bad
-        raise ValueError(f"{name}: row {row} contains NaN or Inf; clean or drop it before ranking")
+        raise_nonfinite(name, bad, row_offset, row_ids)
+
+
+def raise_nonfinite(name: str, bad: int, row_offset: int, row_ids=None):
+    row = int(row_ids[bad]) if row_ids is not None else row_offset + bad
+    raise ValueError(f"{name}: row {row} contains NaN or Inf; clean or drop it before ranking")
 
 
 # Row norms above this make float32 scores overflow: |q.x| <= |q||x| and |x|^2 stay below
@@ -49,10 +54,16 @@ def check_sq_norms(name: str, sq: np.ndarray, row_offset: int = 0, row_ids=None)
 
 def normalize_rows(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Unit-norm rows (float32), into `out` when given (may be x itself); all-zero rows stay
-    zero, so their cosine is 0, not NaN."""
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)).astype(np.float32)
-    norms[norms == 0] = 1.0
-    return np.divide(x, norms[:, None], out=out)
+    zero, so their cosine is 0, not NaN. The compiled kernel (csrc/cpu/rows.h) does it, the one
+    normalisation every CPU path shares, so a row gets the same values in RAM or streamed.
+    Rows must be finite (check_finite first)."""
+    xf = np.ascontiguousarray(x, dtype=np.float32 if x.dtype != np.float16 else np.float16)
+    if out is None:
+        out = np.empty(xf.shape, np.float32)
+    bad = backend.cpu().prepare_rows(xf, out, True)
+    if bad >= 0:
+        raise_nonfinite("normalize_rows", bad, 0)
+    return out
 
 
 def prepare_rows(name: str, x: np.ndarray, row_offset: int, metric: str, row_ids=None) -> np.ndarray:
@@ -84,15 +95,22 @@ def key_blocks(name: str, keys: np.ndarray, metric: str, block_rows: int, progre
     buf = np.empty((min(block_rows, n), d), np.float32) if copy else None
     for s in progress_bar(starts, desc=desc, unit="block", progress=progress, min_items=2):
         raw = keys[s : s + block_rows]
-        if copy:
+        if copy and raw.dtype in (np.float16, np.float32) and raw.flags.c_contiguous:
+            # One threaded pass: convert, check, normalise (csrc/cpu/rows.h).
             kb = buf[: raw.shape[0]]
-            np.copyto(kb, raw)
+            bad = backend.cpu().prepare_rows(raw, kb, metric == "cosine")
+            if bad >= 0:
+                raise_nonfinite(name, bad, s)
         else:
-            kb = raw
-        check_finite(name, kb, s)
-        if metric == "cosine":
-            normalize_rows(kb, out=kb)
-        else:
+            if copy:
+                kb = buf[: raw.shape[0]]
+                np.copyto(kb, raw)
+            else:
+                kb = raw
+            check_finite(name, kb, s)
+            if metric == "cosine":
+                normalize_rows(kb, out=kb)
+        if metric != "cosine":
             check_magnitude(name, kb, s)
         yield s, kb
         release_pages(raw)
