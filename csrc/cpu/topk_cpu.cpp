@@ -45,7 +45,7 @@ float TopkAccumulator::kth_score(int64_t row) {
     return worst_score_[row];
 }
 
-bool TopkAccumulator::compact_sampled(int64_t row) {
+SIMATTR_CLONES bool TopkAccumulator::compact_sampled(int64_t row) {
     constexpr int64_t kStride = 8;
     Key* b = buf_.get() + row * cap_;
     const int64_t n = count_[row];
@@ -61,8 +61,10 @@ bool TopkAccumulator::compact_sampled(int64_t row) {
     for (int64_t i = 0; i < n; ++i) m += (b[i] <= cut);
     if (m < k_ || m > cap_ - k_ / 4) return false;
     int64_t kept = 0;
-    for (int64_t i = 0; i < n; ++i)
-        if (b[i] <= cut) b[kept++] = b[i];
+    for (int64_t i = 0; i < n; ++i) {  // branch-free: about half go, an unpredictable branch
+        b[kept] = b[i];
+        kept += b[i] <= cut;
+    }
     count_[row] = kept;
     // Ids are unique, so no later candidate packs equal to the cut: admit those below it.
     worst_[row] = cut;
