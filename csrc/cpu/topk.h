@@ -67,10 +67,10 @@ private:
 // only where the CPU has it and the keys outnumber k well: Off never; On always; Auto on the
 // first query tiles, then on the rest only if they left few candidates (at most
 // kAutoDensity of the pairs: where re-scoring the candidates costs less than the first pass
-// saves; measured on an AVX512-BF16 CPU without AMX, where the first pass still won with 5-7%
-// of the keys re-scored on Gaussian and Fashion-MNIST data, 1.03x at 6.9%: benchmarks/README.md).
+// saves; measured on an AVX512-BF16 CPU without AMX against the float32 path of this version:
+// par at 5.1% of the keys re-scored, 0.9x at 6.1%, 1.1-1.3x at 3-4.6%: benchmarks/README.md).
 enum class Prefilter { Off = 0, On = 1, Auto = 2 };
-constexpr double kAutoDensity = 0.08;
+constexpr double kAutoDensity = 0.05;
 
 // Scores one block of keys against all queries and offers them to `acc`:
 //   queries [nq, d] float32 (row stride ldq), keys [nb, d] float32 (row stride ldk),
