@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cpu/prefilter_bound.h"
+
 namespace simattr {
 
 // AMX is used: the CPU has AMX-TILE and AMX-BF16, the OS granted the tile state, and the
@@ -47,11 +49,14 @@ void amx_block(Unit& unit, const uint32_t* q, int64_t rows, int64_t dpp, const u
         }
 }
 
-// The float whose bits are `bits` (a bfloat16 shifted into the high half), as a double.
-inline double bf16_value(uint32_t bits) {
-    float f;
-    std::memcpy(&f, &bits, 4);
-    return double(f);
+// The two products of a query's and a key's bfloat16 pair (elements 2c, then 2c + 1), exact in
+// double (as in float32: 8-bit significands).
+struct PairProducts {
+    double lo, hi;
+};
+inline PairProducts pair_products(uint32_t a, uint32_t b) {
+    using prefilter_detail::bf16_value;
+    return {double(bf16_value(a << 16)) * bf16_value(b << 16), double(bf16_value(a)) * bf16_value(b)};
 }
 
 // An emulation of the tile unit, for tests on CPUs without AMX: eight tiles of 16 rows x 64
@@ -74,9 +79,9 @@ struct AmxEmulatedTiles {
             for (int n = 0; n < 16; ++n) {
                 float acc = get(ci, m, n);
                 for (int k = 0; k < 16; ++k) {
-                    const uint32_t a = t[ai][m][k], b = t[bi][k][n];
-                    acc += float(bf16_value(a << 16) * bf16_value(b << 16));
-                    acc += float(bf16_value(a & 0xffff0000u) * bf16_value(b & 0xffff0000u));
+                    const PairProducts p = pair_products(t[ai][m][k], t[bi][k][n]);
+                    acc += float(p.lo);
+                    acc += float(p.hi);
                 }
                 std::memcpy(&t[ci][m][n], &acc, 4);
             }

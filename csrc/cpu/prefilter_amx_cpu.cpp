@@ -70,7 +70,7 @@ std::atomic<int> g_forced{-1};  // set_prefilter_kernel: -1 auto, else the mode
 // AMX against bf16_micro on 32 queries x 32 keys x 64 features (fixed seed): both sum the
 // same exact products in float32, so they may differ only by the roundings of two sums,
 // 2 g(d') sum |q~_c x~_c| (cpu/prefilter_bound.h). A layout or configuration error is far off.
-__attribute__((target("amx-tile,amx-bf16"))) bool self_check() {
+bool self_check() {
     constexpr int64_t d = 64, dp = d / 2;
     std::mt19937 gen(11);
     std::normal_distribution<float> normal;
@@ -84,23 +84,14 @@ __attribute__((target("amx-tile,amx-bf16"))) bool self_check() {
     std::vector<float> ref(32 * 32), got(32 * 32, NAN);
     for (int64_t i = 0; i < 32; i += 8)
         bf16_micro(qp.data() + i * dp, dp, kp.data(), ref.data() + i * 32, 32);
-    TileConfig cfg;
-    _tile_loadconfig(&cfg);
-    AmxTiles unit;
-    amx_block(unit, qp.data(), 32, dp, kp.data(), 1, got.data(), 32);
-    _tile_release();
-    const auto bf = [](uint32_t bits) {
-        float f;
-        std::memcpy(&f, &bits, 4);
-        return double(f);
-    };
+    amx_block_tiles(qp.data(), 32, dp, kp.data(), 1, got.data(), 32);
     for (int64_t i = 0; i < 32; ++i)
         for (int64_t j = 0; j < 32; ++j) {
             double mag = 0;
             for (int64_t c = 0; c < dp; ++c) {
-                const uint32_t a = qp[i * dp + c], b = kp[(j / 16) * dp * 16 + c * 16 + j % 16];
-                mag += std::fabs(bf(a << 16) * bf(b << 16)) +
-                       std::fabs(bf(a & 0xffff0000u) * bf(b & 0xffff0000u));
+                const PairProducts p =
+                    pair_products(qp[i * dp + c], kp[(j / 16) * dp * 16 + c * 16 + j % 16]);
+                mag += std::fabs(p.lo) + std::fabs(p.hi);
             }
             const double tol = 2 * 2 * (d + 1) * std::ldexp(1.0, -24) * mag + std::ldexp(1.0, -120);
             if (!(std::fabs(double(got[i * 32 + j]) - double(ref[i * 32 + j])) <= tol)) return false;
@@ -127,7 +118,6 @@ bool amx_available() {
             g_kernel = "avx512bf16 (AMX present, its self-check failed)";
             return false;
         }
-        g_kernel = "amx";
         return true;
 #else
         return false;
@@ -137,8 +127,14 @@ bool amx_available() {
 }
 
 const char* prefilter_kernel() {
-    const int mode = prefilter_amx_mode();
-    return mode == 2 ? "amx (emulated tiles)" : mode == 0 && amx_available() ? "avx512bf16" : g_kernel;
+    switch (prefilter_amx_mode()) {
+        case 2:
+            return "amx (emulated tiles)";
+        case 1:
+            return "amx";
+        default:  // forced off where AMX works, or g_kernel's reason where it does not
+            return amx_available() ? "avx512bf16" : g_kernel;
+    }
 }
 
 void set_prefilter_kernel(const char* name) {

@@ -42,6 +42,15 @@ inline uint32_t bf16_bits(float f) {
     return u >> 16;
 }
 
+// The float a bfloat16 stands for, given its bits in the high half of `bits` (the low half is
+// ignored): the inverse of bf16_bits, denormals kept.
+inline float bf16_value(uint32_t bits) {
+    bits &= 0xffff0000u;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
 // Row `src` [d] as d' / 2 pairs of bfloat16 (element 2c in the low half), zero-padded.
 inline void pack_pairs(const float* src, int64_t d, uint32_t* dst, int64_t stride) {
     for (int64_t c = 0; c < d / 2; ++c)
@@ -69,8 +78,7 @@ inline Norms row_norms(const float* x, int64_t d) {
     Norms n;
     for (int64_t c = 0; c < d; ++c) {
         const uint32_t bits = bf16_bits(x[c]) << 16;
-        float xt;
-        std::memcpy(&xt, &bits, 4);
+        float xt = bf16_value(bits);
         if ((bits & 0x7f800000u) == 0) xt = 0.f;      // a bfloat16 denormal reads as zero
         const double xc = x[c], e = xc - double(xt);  // exact: xt is xc rounded to 8 bits
         n.x += xc * xc;

@@ -126,6 +126,13 @@ void offer_chunk(Scratch& s, int64_t r, int64_t k0, int64_t k, int64_t passed, i
     if (pend.up.size() > 2 * pend.clean + size_t(kSub)) pend.cut(floor);  // bounded memory
 }
 
+// Raises `floor` to the accumulator row's k-th best exact score, a lower bound of its final
+// one (-inf before k were offered; a NaN score, from inputs that overflow, is no bound).
+inline void raise_floor(float& floor, TopkAccumulator& acc, int64_t row) {
+    const float kth = acc.kth_score(row);
+    if (kth > floor) floor = kth;
+}
+
 // Exact scores of every tile row's candidates (s.rows[r], ascending, into s.exact[r]), swept
 // over the keys in blocks of 4 MiB: a block's rows come from memory once and then serve
 // every query of the tile from cache, where query by query nearly every candidate row would
@@ -234,9 +241,8 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
         for (int64_t r = 0; r < qn; ++r) {
             pack_pairs(tq + r * ldq, d, s.q.data() + r * dpp, 1);
             qfac[r] = query_factors(bd, row_norms(tq + r * ldq, d));
-            // The k-th best exact score of the keys of earlier calls: at most the final one.
-            const float kth = acc.kth_score(row0 + q0 + r);
-            floor[r] = std::isnan(kth) ? -std::numeric_limits<float>::infinity() : kth;
+            floor[r] = -std::numeric_limits<float>::infinity();
+            raise_floor(floor[r], acc, row0 + q0 + r);  // earlier calls' exact k-th score
         }
         s.approx.resize(size_t(kRows * kSub));
         s.idx.resize(size_t(kSub + 16));
@@ -294,10 +300,7 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
                 for (int64_t c = 0; c < m; ++c) s.cand_ids[size_t(c)] = ids[rows[size_t(c)]];
                 acc.push(row0 + q0 + r, 1, exact.data(), 0, s.cand_ids.data(), m, 1);
                 candidates += m;
-                if (round == 0 && !s.pending[size_t(r)].up.empty()) {
-                    const float kth = acc.kth_score(row0 + q0 + r);
-                    if (!std::isnan(kth)) floor[r] = std::max(floor[r], kth);
-                }
+                if (round == 0 && !s.pending[size_t(r)].up.empty()) raise_floor(floor[r], acc, row0 + q0 + r);
             }
         }
         g_pairs += qn * nb;

@@ -51,6 +51,7 @@ public:
 
 private:
     void compact(int64_t row);
+    void cut_exact(int64_t row);
     bool compact_sampled(int64_t row);
     void push_row(int64_t row, const float* s, const int64_t* ids, int64_t ncols);
     float block_floor(const float* s, int64_t n, float above, int64_t pass) const;

@@ -25,24 +25,23 @@ TopkAccumulator::TopkAccumulator(int64_t nq, int64_t k)
 // threshold (a conservative one: it never rejects a candidate that could still make the top
 // k). When the estimate misses, the exact cut is taken with nth_element.
 void TopkAccumulator::compact(int64_t row) {
-    Key* b = buf_.get() + row * cap_;
-    const int64_t n = count_[row];
-    if (!compact_sampled(row)) {
-        std::nth_element(b, b + (k_ - 1), b + n);
-        worst_[row] = b[k_ - 1];
-        count_[row] = k_;
-    }
+    if (!compact_sampled(row)) cut_exact(row);
     worst_score_[row] = unpack_score(worst_[row]);
 }
 
 float TopkAccumulator::kth_score(int64_t row) {
     if (count_[row] < k_) return worst_score_[row];
+    cut_exact(row);
+    return worst_score_[row] = unpack_score(worst_[row]);
+}
+
+// The row's reservoir (at least k candidates) cut to exactly its k best, the k-th becoming
+// the admission threshold.
+void TopkAccumulator::cut_exact(int64_t row) {
     Key* b = buf_.get() + row * cap_;
     std::nth_element(b, b + (k_ - 1), b + count_[row]);
     worst_[row] = b[k_ - 1];
     count_[row] = k_;
-    worst_score_[row] = unpack_score(worst_[row]);
-    return worst_score_[row];
 }
 
 SIMATTR_CLONES bool TopkAccumulator::compact_sampled(int64_t row) {

@@ -95,21 +95,19 @@ def key_blocks(name: str, keys: np.ndarray, metric: str, block_rows: int, progre
     buf = np.empty((min(block_rows, n), d), np.float32) if copy else None
     for s in progress_bar(starts, desc=desc, unit="block", progress=progress, min_items=2):
         raw = keys[s : s + block_rows]
-        if copy and raw.dtype in (np.float16, np.float32) and raw.flags.c_contiguous:
-            # One threaded pass: convert, check, normalise (csrc/cpu/rows.h).
+        if copy:
+            # One threaded pass converts, checks and normalises (csrc/cpu/rows.h); other
+            # dtypes are first cast into the buffer and prepared there in place.
             kb = buf[: raw.shape[0]]
-            bad = backend.cpu().prepare_rows(raw, kb, metric == "cosine")
+            src = raw if raw.dtype in (np.float16, np.float32) and raw.flags.c_contiguous else kb
+            if src is kb:
+                np.copyto(kb, raw)
+            bad = backend.cpu().prepare_rows(src, kb, metric == "cosine")
             if bad >= 0:
                 raise_nonfinite(name, bad, s)
         else:
-            if copy:
-                kb = buf[: raw.shape[0]]
-                np.copyto(kb, raw)
-            else:
-                kb = raw
+            kb = raw
             check_finite(name, kb, s)
-            if metric == "cosine":
-                normalize_rows(kb, out=kb)
         if metric != "cosine":
             check_magnitude(name, kb, s)
         yield s, kb

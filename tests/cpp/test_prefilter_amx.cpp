@@ -39,12 +39,10 @@ void check_layout(int64_t rows, int64_t m, int64_t d, Run&& run) {
         for (int64_t j = 0; j < nk; ++j) {
             double dot = 0, mag = 0;
             for (int64_t c = 0; c < dp; ++c) {
-                const uint32_t a = qp[size_t(i * dpp + c)],
-                               b = kp[size_t((j / 16) * dpp * 16 + c * 16 + j % 16)];
-                const double lo = bf16_value(a << 16) * bf16_value(b << 16),
-                             hi = bf16_value(a & 0xffff0000u) * bf16_value(b & 0xffff0000u);
-                dot += lo + hi;
-                mag += std::fabs(lo) + std::fabs(hi);
+                const PairProducts p =
+                    pair_products(qp[size_t(i * dpp + c)], kp[size_t((j / 16) * dpp * 16 + c * 16 + j % 16)]);
+                dot += p.lo + p.hi;
+                mag += std::fabs(p.lo) + std::fabs(p.hi);
             }
             CHECK(std::fabs(double(out[size_t(i * ldo + j)]) - dot) <=
                   2 * (d + 1) * std::ldexp(1.0, -24) * mag);
