@@ -2,9 +2,9 @@
 // (O(n^2) each) or deleted (a rank-one update of the trailing block, O(n^2)) without
 // refactoring, so an active-set Newton method pays O(n^2) per change instead of O(n^3).
 //
-// Layout: L is lower triangular, row-major with row stride ld (the capacity), L L^T = M for
-// the current n x n SPD matrix M. Row-major lower with stride ld is column-major upper with
-// leading dimension ld, which is what LAPACK's dpotrf("U") factors in place.
+// Layout: L is lower triangular, column-major with leading dimension ld (the capacity),
+// L L^T = M for the current n x n SPD matrix M: LAPACK's dpotrf("L") factors it in place, and
+// the inner loops of the solves and of a deletion's rotations run down contiguous columns.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -20,15 +20,17 @@ public:
     void reset(int64_t capacity);
     int64_t size() const { return n_; }
 
-    // Factors M [n, n] (row-major, lower triangle read, stride n) from scratch, with LAPACK's
-    // blocked dpotrf when blas has it. Returns false when M is not numerically SPD.
+    // Factors M [n, n] (symmetric, row-major, stride n; only the upper triangle, diagonal
+    // included, is read) from scratch, with LAPACK's blocked dpotrf when blas has it.
+    // Returns false when M is not numerically SPD.
     bool factor(const Blas& blas, const double* M, int64_t n);
     // Appends one row and column: m [n] its off-diagonal entries against the current rows (in
     // order), diag its diagonal entry. Returns false (factor unchanged) when the extended
     // matrix is not numerically SPD.
     bool append(const double* m, double diag);
-    // Deletes row and column j (0 <= j < n).
-    void remove(int64_t j);
+    // Deletes rows and columns js[0] < js[1] < ... < js[r - 1] (each < n), in O(n^2 r).
+    void remove(const int64_t* js, int64_t r);
+    void remove(int64_t j) { remove(&j, 1); }
     // Solves L L^T x = b in place (b [n]).
     void solve(double* b) const;
 
@@ -38,7 +40,8 @@ private:
     // Left uninitialised (new[] without ()): only the lower triangle is ever touched, so
     // half of a large factor's pages are never faulted in.
     std::unique_ptr<double[]> L_;
-    std::vector<double> v_;  // scratch of remove()
+    std::vector<double> v_, z_, cols_;  // scratch of factor(), append() and remove()
+    std::vector<int64_t> kept_;         // scratch of remove()
     int64_t ld_ = 0, n_ = 0;
 };
 

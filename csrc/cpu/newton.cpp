@@ -59,7 +59,7 @@ bool from_warm(NewtonWarm& warm, const int64_t* slot_ids, int64_t l, const std::
     int64_t missing = 0;
     for (int64_t t : A) missing += !have[t];
     if (kept.empty() || refactor_cheaper(int64_t(drop.size()) + missing, int64_t(A.size()))) return false;
-    for (auto it = drop.rbegin(); it != drop.rend(); ++it) warm.chol.remove(*it);
+    warm.chol.remove(drop.data(), int64_t(drop.size()));  // drop is ascending
     std::vector<int64_t> wanted;
     wanted.swap(A);
     A = kept;
@@ -104,9 +104,8 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
     const auto refactor = [&]() {
         const int64_t n = int64_t(A.size());
         M.resize(size_t(n * n));
-        for (int64_t a = 0; a < n; ++a)
-            for (int64_t b = 0; b <= a; ++b)
-                M[a * n + b] = entry(A[a], A[b]) + (a == b ? dc.diag(A[a]) : 0.0);
+        for (int64_t a = 0; a < n; ++a)  // the upper triangle, which factor() reads
+            for (int64_t b = a; b < n; ++b) M[a * n + b] = entry(A[a], A[b]) + (a == b ? dc.diag(A[a]) : 0.0);
         if (warm != nullptr) ++warm->refactors;
         return chol.factor(blas, M.data(), n);
     };
@@ -157,7 +156,7 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
             if (refactor_cheaper(int64_t(drop.size()), n)) {
                 if (!(keep.valid = refactor())) return false;
             } else {
-                for (auto it = drop.rbegin(); it != drop.rend(); ++it) chol.remove(*it);
+                chol.remove(drop.data(), int64_t(drop.size()));  // drop is ascending
             }
             continue;
         }

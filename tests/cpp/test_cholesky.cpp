@@ -1,6 +1,7 @@
 // GrowingCholesky against a direct solve: after every append and delete, L L^T x = b must
 // solve the current matrix (checked by its residual), for random SPD matrices of odd sizes,
-// deletions at the first, a middle and the last position, and growth past the capacity.
+// deletions at the first, a middle and the last position, one at a time and several at once,
+// and growth past the capacity.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -69,6 +70,23 @@ int main() {
             idx.erase(idx.begin() + pos);
             CHECK(c.size() == int64_t(idx.size()));
             if (!idx.empty()) CHECK(residual(c, S, N, idx) < 1e-9);
+        }
+        // Several rows at once (the first, two adjacent ones, the last): as many as Newton
+        // drops in one step. Then append one back.
+        std::vector<int64_t> js;
+        for (int64_t pos : {int64_t(0), int64_t(2), int64_t(3), int64_t(idx.size()) - 1})
+            if (pos < int64_t(idx.size()) && (js.empty() || pos > js.back())) js.push_back(pos);
+        if (int64_t(js.size()) < int64_t(idx.size())) {
+            c.remove(js.data(), int64_t(js.size()));
+            for (auto it = js.rbegin(); it != js.rend(); ++it) idx.erase(idx.begin() + *it);
+            CHECK(c.size() == int64_t(idx.size()));
+            CHECK(residual(c, S, N, idx) < 1e-9);
+            const int64_t back = N - 1;  // removed above, so not in idx
+            std::vector<double> m(idx.size());
+            for (size_t a = 0; a < idx.size(); ++a) m[a] = S[back * N + idx[a]];
+            CHECK(c.append(m.data(), S[back * N + back]));
+            idx.push_back(back);
+            CHECK(residual(c, S, N, idx) < 1e-9);
         }
     }
     // A singular extension is refused and leaves the factor as it was: appending a copy of
