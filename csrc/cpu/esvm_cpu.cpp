@@ -18,10 +18,15 @@ using namespace esvm_detail;
 // left the round tolerance drops to tol, and rounds repeat until none appears. (Gram-form
 // solves of the squared hinge land exactly anyway, by a Newton step, and sweep at tol.)
 constexpr double kLooseTol = 1e-1;
-// The working set starts from the query's 16 nearest key rows; each round adds the worst
-// violators, at most max(16, 2 x its size), so it can double while staying small.
-constexpr int64_t kInitialWorkingSet = 16;
-constexpr int64_t kGrowth = 2;
+// The working set starts from the query's 32 nearest key rows; each round adds the worst
+// violators, at most half its size and between 32 and 128 of them. Every row added costs a
+// Gram row and a place in the Newton system, and one that is not a support vector is dropped
+// again, so slow growth pays: on the main job (Fashion-MNIST's SimCLR embedding, all 10,000
+// test images) 14.1 s with 16 rows and 2x the size a round, 9.4 s with this rule. The cap
+// matters where the working sets grow to ~1,000 rows (i.i.d. Gaussian data at d = 512:
+// 10.3 s without it, 7.6 s with it, 7.6 s with the old rule).
+constexpr int64_t kInitialWorkingSet = 32;
+constexpr int64_t kMinAdd = 32, kMaxAdd = 128;
 // Working sets up to this size (and below 2d) use the Gram form: O(l) per visit, K [l, l]
 // in double (32 MiB at most).
 constexpr int64_t kGramMax = 2048;
@@ -148,7 +153,7 @@ void refresh_svm(const Problem& P, const float* query, Svm& s, float* f, double 
     for (double v : s.w) wn += v * v;
     const double margin = params.tol + 1e-5 * std::sqrt(wn) * max_norm;
     prune_working_set(s, f, kPruneGradient + margin);
-    const int64_t budget = std::max<int64_t>(kInitialWorkingSet, kGrowth * int64_t(s.ws.size()));
+    const int64_t budget = std::clamp<int64_t>(int64_t(s.ws.size()) / 2, kMinAdd, kMaxAdd);
     const std::vector<int64_t> add = violators(f, s, P.n, margin, budget);
     if (add.empty()) {
         if (s.tight && s.converged) {
