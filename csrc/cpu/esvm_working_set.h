@@ -3,7 +3,9 @@
 // of rows that are clearly inactive. Internal to esvm_cpu.cpp.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -37,21 +39,43 @@ inline double outside_gradient(float f) {
 }
 
 // Pool rows outside the working set whose gradient G = -f_i - 1 (alpha_i = 0) is below
-// `margin`, worst first, at most `budget` of them. f holds w.x_i + w_B B for every key row.
+// `margin`, worst first (ties: lower row first), at most `budget` of them. f holds
+// w.x_i + w_B B for every key row.
 inline std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, double margin,
                                       int64_t budget) {
-    std::vector<std::pair<double, int64_t>> v;
+    // G < margin needs f > -1 - margin up to one rounding of G in double: a float threshold
+    // just below that passes every violator in one branch-free sweep (this ran once a round
+    // over every key of the pool), and the exact test runs on what it passes only.
+    const double t = -1.0 - margin;
+    const float pre = std::nextafter(float(t - (1.0 + std::fabs(t)) * 0x1p-40), -INFINITY);
+    thread_local std::vector<int64_t> pass;
+    thread_local std::vector<uint64_t> order;
+    pass.resize(size_t(n));
+    int64_t np = 0;
     for (int64_t i = 0; i < n; ++i) {
-        const double G = outside_gradient(f[i]);
-        if (G < margin && !s.in_ws[i]) v.emplace_back(G, i);
+        pass[size_t(np)] = i;
+        np += f[i] > pre;
     }
-    if (int64_t(v.size()) > budget) {
-        std::nth_element(v.begin(), v.begin() + budget, v.end());
-        v.resize(budget);
+    // Worst first is f descending (G = -f - 1 is exact and strictly decreasing in f for
+    // these magnitudes), then row ascending: one 64-bit key, the order-preserving bits of -f
+    // above the row (rows < 2^32), so selection compares integers.
+    order.clear();
+    for (int64_t c = 0; c < np; ++c) {
+        const int64_t i = pass[size_t(c)];
+        if (!(outside_gradient(f[i]) < margin) || s.in_ws[i]) continue;
+        uint32_t u;
+        const float neg = -f[i];
+        std::memcpy(&u, &neg, 4);
+        u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+        order.push_back((uint64_t(u) << 32) | uint64_t(i));
     }
-    std::sort(v.begin(), v.end());
-    std::vector<int64_t> out(v.size());
-    for (size_t t = 0; t < v.size(); ++t) out[t] = v[t].second;
+    if (int64_t(order.size()) > budget) {
+        std::nth_element(order.begin(), order.begin() + budget, order.end());
+        order.resize(size_t(budget));
+    }
+    std::sort(order.begin(), order.end());
+    std::vector<int64_t> out(order.size());
+    for (size_t c = 0; c < order.size(); ++c) out[c] = int64_t(order[c] & 0xffffffffu);
     return out;
 }
 
