@@ -2,68 +2,7 @@
 
 #include <algorithm>
 
-#include "common/parallel.h"
-
 namespace simattr {
-
-namespace {
-// Portable fallback: cache-blocked, vectorisable inner loop over d.
-void gemm_abt_fallback(const float* a, int64_t lda, const float* b, int64_t ldb, float* out, int64_t ldo,
-                       int64_t m, int64_t n, int64_t d) {
-    constexpr int64_t kTile = 64;
-    for (int64_t i0 = 0; i0 < m; i0 += kTile) {
-        const int64_t i1 = std::min(m, i0 + kTile);
-        for (int64_t j0 = 0; j0 < n; j0 += kTile) {
-            const int64_t j1 = std::min(n, j0 + kTile);
-            for (int64_t i = i0; i < i1; ++i) {
-                const float* ai = a + i * lda;
-                for (int64_t j = j0; j < j1; ++j) {
-                    const float* bj = b + j * ldb;
-                    float s = 0.f;
-#pragma omp simd reduction(+ : s)
-                    for (int64_t c = 0; c < d; ++c) s += ai[c] * bj[c];
-                    out[i * ldo + j] = s;
-                }
-            }
-        }
-    }
-}
-}  // namespace
-
-namespace {
-void gemm_abt_serial(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb, float* out,
-                     int64_t ldo, int64_t m, int64_t n, int64_t d) {
-    if (m == 0 || n == 0) return;
-    if (sgemm == nullptr || d == 0) {
-        if (d == 0) {
-            for (int64_t i = 0; i < m; ++i) std::fill(out + i * ldo, out + i * ldo + n, 0.f);
-            return;
-        }
-        gemm_abt_fallback(a, lda, b, ldb, out, ldo, m, n, d);
-        return;
-    }
-    // Row-major out[m, n] = A B^T is column-major out^T[n, m] = B A^T:
-    // column-major B is [d, n] (ld = ldb) used transposed, A is [d, m] (ld = lda) as is.
-    const int M = static_cast<int>(n), N = static_cast<int>(m), K = static_cast<int>(d);
-    const int LDA = static_cast<int>(ldb), LDB = static_cast<int>(lda), LDC = static_cast<int>(ldo);
-    const float one = 1.f, zero = 0.f;
-    sgemm("T", "N", &M, &N, &K, &one, b, &LDA, a, &LDB, &zero, out, &LDC);
-}
-}  // namespace
-
-void gemm_abt(SgemmFn sgemm, const float* a, int64_t lda, const float* b, int64_t ldb, float* out,
-              int64_t ldo, int64_t m, int64_t n, int64_t d, int n_threads) {
-    // Column panels of a fixed width, whatever the thread count: BLAS rounds a product
-    // according to where it sits in the matrix it is given, so panels that depended on the
-    // number of threads would make the results depend on it too (the exemplar SVMs' decision
-    // values steer their solver). 256 columns keep each panel's GEMM efficient.
-    constexpr int64_t kPanel = 256;
-    const int64_t parts = (n + kPanel - 1) / kPanel;
-    parallel_for(parts, resolve_threads(n_threads), [&](int64_t p) {
-        const int64_t j0 = p * kPanel, j1 = std::min(n, j0 + kPanel);
-        gemm_abt_serial(sgemm, a, lda, b + j0 * ldb, ldb, out + j0, ldo, m, j1 - j0, d);
-    });
-}
 
 namespace {
 

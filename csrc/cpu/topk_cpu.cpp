@@ -6,6 +6,7 @@
 #include "common/parallel.h"
 #include "common/simd.h"
 #include "cpu/prefilter.h"
+#include "cpu/scores.h"
 #include "cpu/topk.h"
 
 namespace simattr {
@@ -172,7 +173,7 @@ void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, const int64_
 
 namespace {
 
-// Scores are computed by our own micro-kernel (micro_tile below), not by a BLAS GEMM: BLAS
+// Scores are computed by our own micro-kernel (micro_tile, cpu/scores.h), not by a BLAS GEMM: BLAS
 // rounds a product differently depending on where it sits in the matrix it is given, while
 // micro_tile accumulates every (query, key) product one feature after another with the same
 // multiply-adds wherever the pair sits. A score therefore depends on the two vectors alone,
@@ -185,44 +186,10 @@ struct TileBuffers {
     std::vector<float> q, k, scores;
 };
 
-// The scoring micro-kernel: an 8 x 16 block of q.x, each product accumulated one feature
-// after another with the same multiply-adds whatever its position. The score of a pair thus
-// depends on the two vectors alone (BLAS GEMMs round according to where a product sits in the
-// matrix). Keys come packed in panels [d][16] so each step is one vector load.
-constexpr int kMR = 8, kNR = 16;
-
-typedef float v16 __attribute__((vector_size(64)));  // 16 floats: one AVX-512 or two AVX2 registers
-
-SIMATTR_CLONES_FMA void micro_tile(const float* q, int64_t ldq, const float* panel, int64_t d, float* out,
-                                   int64_t ldo) {
-    v16 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {}, acc4 = {}, acc5 = {}, acc6 = {}, acc7 = {};
-    const float *q0 = q, *q1 = q + ldq, *q2 = q + 2 * ldq, *q3 = q + 3 * ldq, *q4 = q + 4 * ldq,
-                *q5 = q + 5 * ldq, *q6 = q + 6 * ldq, *q7 = q + 7 * ldq;
-    for (int64_t c = 0; c < d; ++c) {
-        v16 p;
-        __builtin_memcpy(&p, panel + c * kNR, sizeof(p));
-        acc0 += q0[c] * p;
-        acc1 += q1[c] * p;
-        acc2 += q2[c] * p;
-        acc3 += q3[c] * p;
-        acc4 += q4[c] * p;
-        acc5 += q5[c] * p;
-        acc6 += q6[c] * p;
-        acc7 += q7[c] * p;
-    }
-    const v16 accs[kMR] = {acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7};
-    for (int i = 0; i < kMR; ++i) __builtin_memcpy(out + i * ldo, &accs[i], sizeof(v16));
-}
-
 // Keys [kn, d] (row stride ldk) into tb.k as panels [kn / 16][d][16], zero-padded.
 void pack_key_tile(const float* keys, int64_t ldk, int64_t kn, int64_t d, TileBuffers& tb) {
-    const int64_t panels = (kn + kNR - 1) / kNR;
-    tb.k.assign(size_t(panels * kNR * d), 0.f);
-    for (int64_t r = 0; r < kn; ++r) {
-        float* dst = tb.k.data() + (r / kNR) * kNR * d + (r % kNR);
-        const float* src = keys + r * ldk;
-        for (int64_t c = 0; c < d; ++c) dst[c * kNR] = src[c];
-    }
+    tb.k.resize(size_t((kn + kNR - 1) / kNR * kNR * d));
+    pack_panels(keys, ldk, kn, d, tb.k.data());
 }
 
 // out[kQueryTile, kKeyTile] = Q K^T for queries [qn, d] (row stride ldq) and the kn keys

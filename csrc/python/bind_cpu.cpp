@@ -34,8 +34,7 @@ void* capsule_pointer(const py::capsule& cap) {
     return p;
 }
 
-void set_blas(py::capsule sgemm, py::capsule dgemm, py::capsule dpotrf) {
-    g_blas.sgemm = reinterpret_cast<SgemmFn>(capsule_pointer(sgemm));
+void set_blas(py::capsule dgemm, py::capsule dpotrf) {
     g_blas.dgemm = reinterpret_cast<DgemmFn>(capsule_pointer(dgemm));
     g_blas.dpotrf = reinterpret_cast<DpotrfFn>(capsule_pointer(dpotrf));
 }
@@ -136,10 +135,9 @@ PYBIND11_MODULE(_cpu, m) {
             });
         },
         py::arg("n"), py::arg("bad"), py::arg("n_threads"));
-    m.def("set_blas", &set_blas, py::arg("sgemm"), py::arg("dgemm"), py::arg("dpotrf"));
+    m.def("set_blas", &set_blas, py::arg("dgemm"), py::arg("dpotrf"));
     m.def("clear_blas", [] { g_blas = Blas{}; }, "Use the portable fallbacks (for tests).");
-    m.def("has_blas",
-          [] { return g_blas.sgemm != nullptr && g_blas.dgemm != nullptr && g_blas.dpotrf != nullptr; });
+    m.def("has_blas", [] { return g_blas.dgemm != nullptr && g_blas.dpotrf != nullptr; });
     py::class_<TopkAccumulator>(m, "TopkAccumulator")
         .def(py::init<int64_t, int64_t>(), py::arg("nq"), py::arg("k"))
         .def_property_readonly("rows", &TopkAccumulator::rows)
