@@ -39,7 +39,7 @@ inline double outside_gradient(float f) {
 }
 
 // Pool rows outside the working set whose gradient G = -f_i - 1 (alpha_i = 0) is below
-// `margin`, worst first (ties: lower row first), at most `budget` of them. f holds
+// `margin`, worst first (ties of f: lower row first), at most `budget` of them. f holds
 // w.x_i + w_B B for every key row.
 inline std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, double margin,
                                       int64_t budget) {
@@ -56,9 +56,10 @@ inline std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, d
         pass[size_t(np)] = i;
         np += f[i] > pre;
     }
-    // Worst first is f descending (G = -f - 1 is exact and strictly decreasing in f for
-    // these magnitudes), then row ascending: one 64-bit key, the order-preserving bits of -f
-    // above the row (rows < 2^32), so selection compares integers.
+    // Worst first is f descending (G = -f - 1 never increases with f), then row ascending:
+    // one 64-bit key, the order-preserving bits of -f above the row (rows < 2^32), so
+    // selection compares integers. (Only where |f| < 2^-29 can two floats give the same G in
+    // double; they are then ordered by f rather than by row: either is a valid choice.)
     order.clear();
     for (int64_t c = 0; c < np; ++c) {
         const int64_t i = pass[size_t(c)];
