@@ -55,8 +55,9 @@ def esvm_topk(
     ----------
     queries : array [nq, d], float32 or float16
     keys : array [n, d], float32 or float16
-        Each class's keys are held as float32 (rows x d x 4 bytes) with a decision-value tile of
-        at most 64 MiB; unconditioned, that is all keys.
+        Each class's keys are held twice as float32 (rows x d x 4 bytes each: as given, and
+        packed for the scoring kernel) with a decision-value tile of at most 64 MiB;
+        unconditioned, that is all keys.
     k : int
         Keys kept per query (>= 1).
     query_labels, key_labels : int arrays [nq] and [n], or None (default)
