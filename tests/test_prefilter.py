@@ -50,6 +50,19 @@ def test_the_kernel_in_use_passed_its_checks():
 
 
 @needs_bf16
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_identical_with_large_query_tiles(monkeypatch, rng, kernel, n_threads):
+    """Tiles grow with the queries (up to 512 for one thread, 256 for two here, and a short
+    last one), and the sub-blocks of keys shrink with them: the same results."""
+    q = rng.standard_normal((1100, 7)).astype(np.float32)
+    x = rng.standard_normal((2100, 7)).astype(np.float32)
+    x[1500:1520] = x[:20]
+    on, off, stats = both(monkeypatch, q, x, 20, metric="cosine", n_threads=n_threads)
+    assert_identical(on, off)
+    assert 0 < stats[1] < 1100 * 2100  # the pass ran and filtered
+
+
+@needs_bf16
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
 @pytest.mark.parametrize("nq,nb,d,k", [(1, 1025, 3, 1), (97, 3001, 97, 10), (300, 9000, 64, 1000), (129, 2048, 1, 5)])
 def test_identical_to_the_float32_path(monkeypatch, rng, kernel, metric, nq, nb, d, k):

@@ -32,8 +32,14 @@ namespace {
 
 using namespace prefilter_detail;
 
-constexpr int64_t kRows = 128;  // queries per tile, owned by one thread
-constexpr int64_t kSub = 8192;  // keys scored before one selection: [kRows, kSub] floats of scratch
+// Queries per tile (one thread owns a tile): each tile re-scores its candidates in one more
+// sweep over the keys, from memory where they exceed the caches, so larger tiles read them
+// fewer times (512 rather than 128: 10-15% faster at k = 10, 100 and 1280 on 10,000 x 50,000
+// x 512), but every thread gets at least two tiles, and a tile has at least 128 queries.
+constexpr int64_t kMaxRows = 512, kMinRows = 128;
+// Scratch of approximate scores per tile, [rows, sub] floats (4 MiB): keys scored before
+// one selection, sub = this / rows.
+constexpr int64_t kScratchFloats = int64_t(1) << 20;
 constexpr int64_t kPanel = 16;  // keys per packed panel (one 512-bit lane set)
 
 std::atomic<int64_t> g_pairs{0}, g_candidates{0};
@@ -68,14 +74,15 @@ void pack_keys(const float* keys, int64_t ldk, int64_t nb, int64_t d, int64_t dp
 
 // A thread's scratch for one query tile.
 struct Scratch {
-    std::vector<uint32_t> q;                 // packed query rows [kRows][dpp]
-    std::vector<float> approx;               // [kRows, kSub]
-    std::vector<int32_t> idx;                // one row's passing keys of one sub-block [kSub + 16]
-    std::vector<float> up, lo;               // their bounds [kSub + 16]
-    std::vector<std::vector<float>> best;    // [kRows][<= 2k]: each row's best lower bounds
-    std::vector<Pending> pending;            // [kRows]
-    std::vector<std::vector<int64_t>> rows;  // [kRows]: the key rows to re-score, ascending
-    std::vector<std::vector<float>> exact;   // [kRows]: their float32 scores
+    int64_t sub = 0;                         // keys per sub-block (the row stride of approx)
+    std::vector<uint32_t> q;                 // packed query rows [rows][dpp]
+    std::vector<float> approx;               // [rows, sub]
+    std::vector<int32_t> idx;                // one row's passing keys of one sub-block [sub + 16]
+    std::vector<float> up, lo;               // their bounds [sub + 16]
+    std::vector<std::vector<float>> best;    // [rows][<= 2k]: each row's best lower bounds
+    std::vector<Pending> pending;            // [rows]
+    std::vector<std::vector<int64_t>> rows;  // [rows]: the key rows to re-score, ascending
+    std::vector<std::vector<float>> exact;   // [rows]: their float32 scores
     std::vector<float> sel;
     std::vector<int64_t> cand_ids;
 };
@@ -88,13 +95,13 @@ void score_block(Scratch& s, int64_t rows, int64_t dpp, int amx, const PackedKey
     const uint32_t* keys = pk.pairs.data() + p0 * dpp * kPanel;
     if (amx) {  // prefilter_amx_mode(): 1 the tiles, 2 their emulation (tests)
         (amx == 1 ? amx_block_tiles : amx_block_emulated)(s.q.data(), rows, dpp, keys, panels / 2,
-                                                          s.approx.data(), kSub);
+                                                          s.approx.data(), s.sub);
         return;
     }
     for (int64_t p = 0; p < panels; p += 2)
         for (int64_t i = 0; i < rows; i += 8)
             bf16_micro(s.q.data() + i * dpp, dpp, keys + p * dpp * kPanel,
-                       s.approx.data() + i * kSub + p * kPanel, kSub);
+                       s.approx.data() + i * s.sub + p * kPanel, s.sub);
 }
 
 // One chunk's outcome for tile row r (keys from k0 on): bound_filter left `passed` keys
@@ -123,7 +130,7 @@ void offer_chunk(Scratch& s, int64_t r, int64_t k0, int64_t k, int64_t passed, i
     const size_t at = pend.row.size();
     pend.row.resize(at + size_t(passed));
     for (int64_t c = 0; c < passed; ++c) pend.row[at + size_t(c)] = k0 + s.idx[size_t(c)];
-    if (pend.up.size() > 2 * pend.clean + size_t(kSub)) pend.cut(floor);  // bounded memory
+    if (pend.up.size() > 2 * pend.clean + size_t(s.sub)) pend.cut(floor);  // bounded memory
 }
 
 // Raises `floor` to the accumulator row's k-th best exact score, a lower bound of its final
@@ -140,7 +147,7 @@ inline void raise_floor(float& floor, TopkAccumulator& acc, int64_t row) {
 void rescore_tile(Scratch& s, int64_t qn, const float* queries, int64_t ldq, const float* keys, int64_t ldk,
                   int64_t nb, int64_t d) {
     const int64_t block = std::max<int64_t>(64, (int64_t(4) << 20) / (4 * d));
-    int64_t pos[kRows] = {};
+    int64_t pos[kMaxRows] = {};
     for (int64_t r = 0; r < qn; ++r) s.exact[size_t(r)].resize(s.rows[size_t(r)].size());
     for (int64_t end = block;; end += block) {
         const bool last = end >= nb;
@@ -229,41 +236,44 @@ int64_t topk_prefiltered(const float* queries, int64_t ldq, int64_t nq, const fl
     PackedKeys& pk = packed;
     if (!keys_packed) pack_keys(keys, ldk, nb, d, dpp, pk, nt);
     std::atomic<int64_t> total{0};
-    parallel_for((nq + kRows - 1) / kRows, nt, [&](int64_t t) {
+    const int64_t tile = std::clamp<int64_t>(nq / (2 * int64_t(nt)) / 32 * 32, kMinRows, kMaxRows);
+    const int64_t sub = kScratchFloats / tile / (2 * kPanel) * (2 * kPanel);
+    parallel_for((nq + tile - 1) / tile, nt, [&](int64_t t) {
         thread_local Scratch tls;
         Scratch& s = tls;  // one TLS lookup, not one per use
-        const int64_t q0 = t * kRows, qn = std::min(kRows, nq - q0),
+        const int64_t q0 = t * tile, qn = std::min(tile, nq - q0),
                       rows = amx ? (qn + 31) / 32 * 32 : (qn + 7) / 8 * 8;
+        s.sub = sub;
         const float* tq = queries + q0 * ldq;
         s.q.assign(size_t(rows * dpp), 0u);
-        QueryFactors qfac[kRows];
-        float floor[kRows];
+        QueryFactors qfac[kMaxRows];
+        float floor[kMaxRows];
         for (int64_t r = 0; r < qn; ++r) {
             pack_pairs(tq + r * ldq, d, s.q.data() + r * dpp, 1);
             qfac[r] = query_factors(bd, row_norms(tq + r * ldq, d));
             floor[r] = -std::numeric_limits<float>::infinity();
             raise_floor(floor[r], acc, row0 + q0 + r);  // earlier calls' exact k-th score
         }
-        s.approx.resize(size_t(kRows * kSub));
-        s.idx.resize(size_t(kSub + 16));
-        s.up.resize(size_t(kSub + 16));
-        s.lo.resize(size_t(kSub + 16));
-        s.best.resize(size_t(kRows));
-        s.pending.resize(size_t(kRows));
-        s.rows.resize(size_t(kRows));
-        s.exact.resize(size_t(kRows));
+        s.approx.resize(size_t(rows * sub));
+        s.idx.resize(size_t(sub + 16));
+        s.up.resize(size_t(sub + 16));
+        s.lo.resize(size_t(sub + 16));
+        s.best.resize(size_t(tile));
+        s.pending.resize(size_t(tile));
+        s.rows.resize(size_t(tile));
+        s.exact.resize(size_t(tile));
         int64_t candidates = 0;
         // The first chunk is short: every key of it passes the empty floor, so it only needs
-        // to be long enough to set one (4k keys); the rest go kSub at a time.
+        // to be long enough to set one (4k keys); the rest go sub at a time.
         const int64_t first =
-            std::min(kSub, (std::max<int64_t>(4 * k, 512) + 2 * kPanel - 1) / (2 * kPanel) * 2 * kPanel);
+            std::min(sub, (std::max<int64_t>(4 * k, 512) + 2 * kPanel - 1) / (2 * kPanel) * 2 * kPanel);
         for (int64_t k0 = 0, n = 0; k0 < nb; k0 += n) {
-            n = std::min(k0 == 0 ? first : kSub, nb - k0);
+            n = std::min(k0 == 0 ? first : sub, nb - k0);
             score_block(s, rows, dpp, amx, pk, k0, n);
             for (int64_t r = 0; r < qn; ++r) {
                 int64_t n_lo = 0;
                 const int64_t passed =
-                    bound_filter(s.approx.data() + r * kSub, n, qfac[r], pk.dx.data() + k0, pk.xt.data() + k0,
+                    bound_filter(s.approx.data() + r * sub, n, qfac[r], pk.dx.data() + k0, pk.xt.data() + k0,
                                  pk.x.data() + k0, l2 ? key_sq_norms + k0 : nullptr, floor[r], s.idx.data(),
                                  s.up.data(), s.lo.data(), &n_lo);
                 offer_chunk(s, r, k0, k, passed, n_lo, floor[r]);
