@@ -51,25 +51,25 @@ void scores_packed(const float* a, int64_t lda, int64_t m, const float* panels, 
                    float* out, int64_t ldo, int n_threads) {
     if (m == 0 || n == 0) return;
     const int64_t n_panels = (n + kNR - 1) / kNR, groups = (m + kMR - 1) / kMR;
+    // A short last row group is copied once, zero-padded to 8 rows [8, d], for every panel.
+    const int64_t tail_rows = m % kMR;
+    std::vector<float> tail(tail_rows ? size_t(kMR * d) : 0, 0.f);
+    for (int64_t i = 0; i < tail_rows; ++i) {
+        const float* src = a + (m - tail_rows + i) * lda;
+        std::copy(src, src + d, tail.begin() + i * d);
+    }
     // Runs of 8 panels (128 keys): each panel is read from cache by every row group in turn.
     constexpr int64_t kRun = 8;
     parallel_for((n_panels + kRun - 1) / kRun, resolve_threads(n_threads), [&](int64_t run) {
-        thread_local std::vector<float> rows;  // a short last row group, zero-padded [8, d]
         float tile[kMR * kNR];
         for (int64_t p = run * kRun; p < std::min(n_panels, (run + 1) * kRun); ++p) {
             const int64_t c0 = p * kNR, cols = std::min<int64_t>(kNR, n - c0);
             for (int64_t g = 0; g < groups; ++g) {
                 const int64_t r0 = g * kMR, nr = std::min<int64_t>(kMR, m - r0);
-                const float* q = a + r0 * lda;
-                int64_t ldq = lda;
-                if (nr < kMR) {
-                    rows.assign(size_t(kMR * d), 0.f);
-                    for (int64_t i = 0; i < nr; ++i)
-                        std::copy(q + i * lda, q + i * lda + d, rows.data() + i * d);
-                    q = rows.data();
-                    ldq = d;
-                }
-                if (nr == kMR && cols == kNR) {
+                const bool short_group = nr < kMR;
+                const float* q = short_group ? tail.data() : a + r0 * lda;
+                const int64_t ldq = short_group ? d : lda;
+                if (!short_group && cols == kNR) {
                     micro_tile(q, ldq, panels + p * kNR * d, d, out + r0 * ldo + c0, ldo);
                     continue;
                 }
