@@ -28,10 +28,14 @@ template <class F>
 void parallel_for(int64_t n, int n_threads, F&& body) {
 #ifdef _OPENMP
     const int nt = resolve_threads(n_threads);
+    if (nt <= 1 || n <= 1) {  // no team to start (callers nest one-thread loops in parallel ones)
+        for (int64_t i = 0; i < n; ++i) body(i);
+        return;
+    }
     std::exception_ptr error;
     std::atomic<bool> failed{false};
     std::mutex lock;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1 && n > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t i = 0; i < n; ++i) {
         if (failed.load(std::memory_order_relaxed)) continue;
         try {

@@ -181,9 +181,9 @@ namespace {
 // queries share a call. Tiles are kQueryTile queries x kKeyTile keys; short tiles are padded.
 constexpr int64_t kQueryTile = 128, kKeyTile = 512;
 
-// A thread's buffers: the padded operands and the [kQueryTile, kKeyTile] score tile.
+// A thread's buffers: the packed key tile and the [kQueryTile, kKeyTile] score tile.
 struct TileBuffers {
-    std::vector<float> q, k, scores;
+    std::vector<float> k, scores;
 };
 
 // Keys [kn, d] (row stride ldk) into tb.k as panels [kn / 16][d][16], zero-padded.
@@ -192,22 +192,11 @@ void pack_key_tile(const float* keys, int64_t ldk, int64_t kn, int64_t d, TileBu
     pack_panels(keys, ldk, kn, d, tb.k.data());
 }
 
-// out[kQueryTile, kKeyTile] = Q K^T for queries [qn, d] (row stride ldq) and the kn keys
-// packed in tb.k; rows beyond qn and columns beyond kn are zero.
+// The [kQueryTile, kKeyTile] score tile of queries [qn, d] (row stride ldq) against the kn
+// keys packed in tb.k: its first qn rows and kn columns hold Q K^T (the rest is not read).
 float* score_packed(const float* queries, int64_t ldq, int64_t qn, int64_t kn, int64_t d, TileBuffers& tb) {
     tb.scores.resize(size_t(kQueryTile * kKeyTile));
-    if (qn < kQueryTile) {
-        tb.q.assign(size_t(kQueryTile * d), 0.f);
-        for (int64_t r = 0; r < qn; ++r)
-            std::copy(queries + r * ldq, queries + r * ldq + d, tb.q.data() + r * d);
-        queries = tb.q.data();
-        ldq = d;
-    }
-    const int64_t panels = (kn + kNR - 1) / kNR, rows = (qn + kMR - 1) / kMR * kMR;
-    for (int64_t p = 0; p < panels; ++p)
-        for (int64_t i = 0; i < rows; i += kMR)
-            micro_tile(queries + i * ldq, ldq, tb.k.data() + p * kNR * d, d,
-                       tb.scores.data() + i * kKeyTile + p * kNR, kKeyTile);
+    scores_packed(queries, ldq, qn, tb.k.data(), kn, d, tb.scores.data(), kKeyTile, 1);
     return tb.scores.data();
 }
 
