@@ -30,10 +30,11 @@ int64_t bound_filter(const float* a, int64_t n, const QueryFactors& f, const flo
 
 // Exact float32 scores out[j] = q . keys[rows[j]] for j < n (q [d]; keys row-major, row stride
 // ldk): for each key one multiply-add per feature, in feature order from zero, which is what
-// a lane of the scoring micro-kernel (cpu/scores.h) does in its AVX-512 and FMA clones (its `acc += q[c] * p`
-// is contracted to one fused multiply-add), so the scores are that path's bit for bit. Keys go
-// sixteen to a vector, their rows transposed in registers 16 features at a time, and two
-// vectors at a time so that one chain's latency hides behind the other's shuffles.
+// a lane of the scoring micro-kernel (cpu/scores.h) does in its AVX-512 and FMA clones (its
+// `acc += q[c] * p` is contracted to one fused multiply-add), so the scores are that path's
+// bit for bit. Keys go sixteen to a vector, their rows transposed in registers 16 features at
+// a time, and two vectors at a time so that one chain's latency hides behind the other's
+// shuffles.
 void score_candidates(const float* q, const float* keys, int64_t ldk, const int64_t* rows, int64_t n,
                       int64_t d, float* out);
 
