@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from simattr_fast._kernels import backend
-from simattr_fast._kernels.stream import key_blocks, normalize_rows
+from simattr_fast._kernels.stream import check_rows, key_blocks, normalize_rows
 
 cpu = backend.cpu()
 
@@ -85,3 +85,41 @@ def test_bad_input_is_refused(rng):
         x = rng.standard_normal((10, 3)).astype(np.float16)
         x[7, 1] = np.nan
         list(key_blocks("keys", x, "cosine", 4, False, "t"))
+
+
+@pytest.mark.parametrize("n,d", [(1, 1), (3, 97), (97, 1025), (1025, 3)])
+def test_row_sq_norms_match_numpy(rng, n, d):
+    x = (rng.standard_normal((n, d)) * rng.choice([1e-20, 1.0, 1e18], (n, 1))).astype(np.float32)
+    x[n // 2] = 0
+    sq = np.full(n, -1.0)
+    assert cpu.row_sq_norms(x, sq) == -1
+    ref = np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64))
+    np.testing.assert_allclose(sq, ref, rtol=1e-13, atol=0)  # only the order of the sum differs
+    assert sq[n // 2] == 0.0
+
+
+def test_row_sq_norms_name_the_first_nonfinite_row_on_any_thread_count(tmp_path, rng):
+    x = rng.standard_normal((1025, 17)).astype(np.float32)
+    x[900, 3], x[130, 0], x[600, 16] = np.inf, np.nan, -np.inf
+    path = tmp_path / "rows.npy"
+    np.save(path, x)
+    for src in (x, np.load(path, mmap_mode="r")):
+        for nt in (1, 2):
+            assert cpu.row_sq_norms(src, np.empty(1025), n_threads=nt) == 130
+    with pytest.raises(ValueError, match="one value per row"):
+        cpu.row_sq_norms(x, np.empty(1024))
+    with pytest.raises(TypeError):
+        cpu.row_sq_norms(x.astype(np.float16), np.empty(1025))
+
+
+def test_check_rows_refuses_nonfinite_and_huge_rows_by_their_ids(rng):
+    x = rng.standard_normal((20, 5)).astype(np.float32)
+    check_rows("keys", x, 0)  # fine rows pass
+    x[4, 2] = np.nan
+    with pytest.raises(ValueError, match="keys: row 104 contains NaN or Inf"):
+        check_rows("keys", x, 100)
+    x[4, 2] = 0
+    x[9, 0] = 1e30  # finite, but its scores would overflow float32
+    with pytest.raises(ValueError, match="keys: row 77 has norm 1e\\+30"):
+        check_rows("keys", x, 0, row_ids=np.arange(68, 88))
+    check_rows("keys", x[:, ::2][:9], 0)  # a strided view is checked too

@@ -17,4 +17,10 @@ int64_t prepare_rows_f16(const uint16_t* src, int64_t lds, int64_t n, int64_t d,
 int64_t prepare_rows_f32(const float* src, int64_t lds, int64_t n, int64_t d, float* dst, bool normalize,
                          int n_threads);
 
+// sq [n] = each float32 row's sum of squares src [n, d] (row stride lds), in double and the
+// order above, with threads over rows: the check of rows used as they are (inner products:
+// their norms must leave float32 scores finite). Returns the first row holding a NaN or an
+// infinity (its sum is not finite: squares of floats cannot overflow a double), or -1.
+int64_t row_sq_norms_f32(const float* src, int64_t lds, int64_t n, int64_t d, double* sq, int n_threads);
+
 }  // namespace simattr

@@ -50,40 +50,52 @@ void half_row(const uint16_t* s, int64_t d, float* y) {
     for (int64_t c = 0; c < d; ++c) y[c] = half_to_float(s[c]);
 }
 
+// Sum of squares of y [d] in double: eight partial sums by feature index modulo 8, added
+// pairwise (a fixed order, the same with every instruction set).
+double sum_of_squares(const float* y, int64_t d) {
+    double part[8] = {};
+    int64_t c = 0;
+    for (; c + 8 <= d; c += 8)
+        for (int j = 0; j < 8; ++j) part[j] += double(y[c + j]) * double(y[c + j]);
+    for (int j = 0; c < d; ++c, ++j) part[j] += double(y[c]) * double(y[c]);
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 // Checks row y [d] and, with `normalize`, divides it by its norm. False: a NaN or an infinity.
 bool finish_row(float* y, int64_t d, bool normalize) {
     float nonfinite = 0.f;  // x * 0 is NaN exactly when x is NaN or infinite
     for (int64_t c = 0; c < d; ++c) nonfinite += y[c] * 0.f;
     if (nonfinite != 0.f || std::isnan(nonfinite)) return false;
     if (!normalize) return true;
-    double part[8] = {};
-    int64_t c = 0;
-    for (; c + 8 <= d; c += 8)
-        for (int j = 0; j < 8; ++j) part[j] += double(y[c + j]) * double(y[c + j]);
-    for (int j = 0; c < d; ++c, ++j) part[j] += double(y[c]) * double(y[c]);
-    const double sum =
-        ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
-    float norm = float(std::sqrt(sum));
+    float norm = float(std::sqrt(sum_of_squares(y, d)));
     if (norm == 0.f) norm = 1.f;
-    for (c = 0; c < d; ++c) y[c] = y[c] / norm;
+    for (int64_t c = 0; c < d; ++c) y[c] = y[c] / norm;
     return true;
 }
 
+// The lowest of the rows reported to it, or n when none was.
+struct FirstBad {
+    std::atomic<int64_t> row;
+    explicit FirstBad(int64_t n) : row(n) {}
+    void report(int64_t r) {
+        int64_t seen = row.load();
+        while (r < seen && !row.compare_exchange_weak(seen, r)) {
+        }
+    }
+    int64_t result(int64_t n) const { return row.load() == n ? -1 : row.load(); }
+};
+
 template <class Load>
 int64_t prepare(int64_t n, int64_t d, float* dst, bool normalize, int n_threads, Load&& load) {
-    std::atomic<int64_t> first_bad{n};
+    FirstBad bad(n);
     parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, n_threads, [&](int64_t t) {
         for (int64_t r = t * kRowsPerTask; r < std::min(n, (t + 1) * kRowsPerTask); ++r) {
             float* y = dst + r * d;
             load(r, y);
-            if (!finish_row(y, d, normalize)) {
-                int64_t seen = first_bad.load();
-                while (r < seen && !first_bad.compare_exchange_weak(seen, r)) {
-                }
-            }
+            if (!finish_row(y, d, normalize)) bad.report(r);
         }
     });
-    return first_bad.load() == n ? -1 : first_bad.load();
+    return bad.result(n);
 }
 
 }  // namespace
@@ -99,6 +111,17 @@ int64_t prepare_rows_f32(const float* src, int64_t lds, int64_t n, int64_t d, fl
     return prepare(n, d, dst, normalize, n_threads, [&](int64_t r, float* y) {
         if (y != src + r * lds) std::copy(src + r * lds, src + r * lds + d, y);
     });
+}
+
+int64_t row_sq_norms_f32(const float* src, int64_t lds, int64_t n, int64_t d, double* sq, int n_threads) {
+    FirstBad bad(n);
+    parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, n_threads, [&](int64_t t) {
+        for (int64_t r = t * kRowsPerTask; r < std::min(n, (t + 1) * kRowsPerTask); ++r) {
+            sq[r] = sum_of_squares(src + r * lds, d);
+            if (!std::isfinite(sq[r])) bad.report(r);
+        }
+    });
+    return bad.result(n);
 }
 
 }  // namespace simattr

@@ -18,8 +18,8 @@ constexpr int kMR = 8, kNR = 16;
 void micro_tile(const float* q, int64_t ldq, const float* panel, int64_t d, float* out, int64_t ldo);
 
 // Keys [n, d] (row stride ldk) as panels [ceil(n / 16)][d][16] into dst, zero-padded (dst
-// holds ceil(n / 16) * 16 * d floats).
-void pack_panels(const float* keys, int64_t ldk, int64_t n, int64_t d, float* dst);
+// holds ceil(n / 16) * 16 * d floats), with threads over panels.
+void pack_panels(const float* keys, int64_t ldk, int64_t n, int64_t d, float* dst, int n_threads = 1);
 
 // out[m, n] (row stride ldo) = A [m, d] (row stride lda) . keys^T, the n keys packed by
 // pack_panels: the same scores as topk computes for these pairs, bit for bit. Threads split

@@ -37,14 +37,17 @@ SIMATTR_CLONES_FMA void micro_tile(const float* q, int64_t ldq, const float* pan
     for (int i = 0; i < kMR; ++i) __builtin_memcpy(out + i * ldo, &accs[i], sizeof(v16));
 }
 
-void pack_panels(const float* keys, int64_t ldk, int64_t n, int64_t d, float* dst) {
-    const int64_t panels = (n + kNR - 1) / kNR;
-    std::fill(dst, dst + panels * kNR * d, 0.f);
-    for (int64_t r = 0; r < n; ++r) {
-        float* out = dst + (r / kNR) * kNR * d + (r % kNR);
-        const float* src = keys + r * ldk;
-        for (int64_t c = 0; c < d; ++c) out[c * kNR] = src[c];
-    }
+void pack_panels(const float* keys, int64_t ldk, int64_t n, int64_t d, float* dst, int n_threads) {
+    // One task a panel: it reads its 16 rows side by side and writes its [d][16] block in
+    // order (zero lanes past the last key), so dst needs no clearing first.
+    parallel_for((n + kNR - 1) / kNR, n_threads, [&](int64_t p) {
+        float* out = dst + p * kNR * d;
+        const int64_t r0 = p * kNR, rows = std::min<int64_t>(kNR, n - r0);
+        for (int64_t c = 0; c < d; ++c) {
+            for (int64_t i = 0; i < rows; ++i) out[c * kNR + i] = keys[(r0 + i) * ldk + c];
+            for (int64_t i = rows; i < kNR; ++i) out[c * kNR + i] = 0.f;
+        }
+    });
 }
 
 void scores_packed(const float* a, int64_t lda, int64_t m, const float* panels, int64_t n, int64_t d,

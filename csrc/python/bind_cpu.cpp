@@ -23,6 +23,7 @@ Blas g_blas;  // set once from SciPy's BLAS; null entries -> portable fallbacks
 
 using F32 = py::array_t<float, py::array::c_style>;
 using I64 = py::array_t<int64_t, py::array::c_style>;
+using F64 = py::array_t<double, py::array::c_style>;
 
 void require(bool ok, const std::string& msg) {
     if (!ok) throw std::invalid_argument(msg);
@@ -74,6 +75,17 @@ int64_t prepare_rows_py(const py::array& src, F32& dst, bool normalize, int n_th
     if (size == 2)
         return prepare_rows_f16(static_cast<const uint16_t*>(src.data()), d, n, d, out, normalize, n_threads);
     return prepare_rows_f32(static_cast<const float*>(src.data()), d, n, d, out, normalize, n_threads);
+}
+
+// sq [n] = the squared norms of src [n, d] (float32, C-contiguous) by cpu/rows.h; returns the
+// first row holding a NaN or an infinity, or -1.
+int64_t row_sq_norms_py(const F32& src, F64& sq, int n_threads) {
+    require(src.ndim() == 2, "row_sq_norms: src must be 2-D");
+    require(sq.ndim() == 1 && sq.shape(0) == src.shape(0), "row_sq_norms: sq must hold one value per row");
+    const int64_t n = src.shape(0), d = src.shape(1);
+    double* out = sq.mutable_data();
+    py::gil_scoped_release nogil;
+    return row_sq_norms_f32(src.data(), d, n, d, out, n_threads);
 }
 
 py::tuple finalize_py(TopkAccumulator& acc, int n_threads) {
@@ -149,6 +161,8 @@ PYBIND11_MODULE(_cpu, m) {
           py::arg("ids").noconvert(), py::arg("key_sq_norms"), py::arg("metric"), py::arg("row0"),
           py::arg("n_threads") = 0, py::arg("prefilter") = 0);
     m.def("prepare_rows", &prepare_rows_py, py::arg("src"), py::arg("dst").noconvert(), py::arg("normalize"),
+          py::arg("n_threads") = 0);
+    m.def("row_sq_norms", &row_sq_norms_py, py::arg("src").noconvert(), py::arg("sq").noconvert(),
           py::arg("n_threads") = 0);
     m.def("bf16_prefilter_available", &bf16_prefilter_available);
     m.def("prefilter_kernel", [] { return std::string(prefilter_kernel()); });

@@ -52,6 +52,11 @@ def topk(
     prefilter: int = 0,  # the bfloat16 first pass (same result): 0 off, 1 on, 2 auto
 ) -> None: ...
 def prepare_rows(src: np.ndarray, dst: np.ndarray, normalize: bool, n_threads: int = 0) -> int: ...
+def row_sq_norms(
+    src: npt.NDArray[np.float32],  # [n, d], C-contiguous
+    sq: npt.NDArray[np.float64],  # [n], receives each row's sum of squares
+    n_threads: int = 0,
+) -> int: ...  # the first row holding NaN or Inf, or -1
 def bf16_prefilter_available() -> bool: ...
 def prefilter_kernel() -> str: ...  # "amx", "avx512bf16", or "avx512bf16 (why AMX is not used)"
 def set_prefilter_kernel(name: str) -> None: ...  # tests: "auto", "avx512bf16" or "amx-emulated"

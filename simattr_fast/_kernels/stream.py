@@ -41,6 +41,17 @@ def check_magnitude(name: str, x: np.ndarray, row_offset: int, row_ids=None) -> 
     check_sq_norms(name, np.einsum("ij,ij->i", x, x, dtype=np.float64), row_offset, row_ids)
 
 
+def check_rows(name: str, x: np.ndarray, row_offset: int, row_ids=None) -> None:
+    """check_finite and check_magnitude of float32 C-contiguous rows used as they are, in one
+    threaded compiled pass (csrc/cpu/rows.h) instead of two single-threaded float64 NumPy
+    passes (10% of an exemplar-SVM call in ImageNet's shape)."""
+    sq = np.empty(x.shape[0], np.float64)
+    bad = backend.cpu().row_sq_norms(np.ascontiguousarray(x, dtype=np.float32), sq)
+    if bad >= 0:
+        raise_nonfinite(name, bad, row_offset, row_ids)
+    check_sq_norms(name, sq, row_offset, row_ids)
+
+
 def check_sq_norms(name: str, sq: np.ndarray, row_offset: int = 0, row_ids=None) -> None:
     """check_magnitude on squared row norms already computed (float64)."""
     big = np.flatnonzero(sq > MAX_ROW_NORM**2)
@@ -70,12 +81,14 @@ def prepare_rows(name: str, x: np.ndarray, row_offset: int, metric: str, row_ids
     """float32 C-contiguous copy or view of x, checked, normalised for cosine.
     Error messages count rows from row_offset, or name row_ids[i] when given."""
     xf = np.ascontiguousarray(x, dtype=np.float32)
-    check_finite(name, xf, row_offset, row_ids)
-    if metric == "cosine":
-        xf = normalize_rows(xf)
-    else:
-        check_magnitude(name, xf, row_offset, row_ids)
-    return xf
+    if metric != "cosine":
+        check_rows(name, xf, row_offset, row_ids)
+        return xf
+    out = np.empty(xf.shape, np.float32)
+    bad = backend.cpu().prepare_rows(xf, out, True)
+    if bad >= 0:
+        raise_nonfinite(name, bad, row_offset, row_ids)
+    return out
 
 
 def block_rows_for(dim: int, block_bytes: int) -> int:
@@ -107,9 +120,8 @@ def key_blocks(name: str, keys: np.ndarray, metric: str, block_rows: int, progre
                 raise_nonfinite(name, bad, s)
         else:
             kb = raw
-            check_finite(name, kb, s)
         if metric != "cosine":
-            check_magnitude(name, kb, s)
+            check_rows(name, kb, s)
         yield s, kb
         release_pages(raw)
 
