@@ -5,6 +5,7 @@ function(simattr_add_core name)
   find_package(OpenMP COMPONENTS CXX)
   add_library(${name} STATIC
     ${SIMATTR_SRC_DIR}/cpu/blas.cpp
+    ${SIMATTR_SRC_DIR}/cpu/gram_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/scores_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/topk_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/prefilter_cpu.cpp

@@ -7,6 +7,7 @@
 #include "cpu/dcd_cpu.h"
 #include "cpu/esvm.h"
 #include "cpu/esvm_working_set.h"
+#include "cpu/gram.h"
 #include "cpu/rows.h"
 #include "cpu/scores.h"
 
@@ -78,14 +79,18 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
     DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
     const bool squared = P.dc.diag_neg > 0.0;
     if (l <= gram_rows_max(d, P.n, squared)) {
-        xd.assign(rows.begin(), rows.end());
         // Re-lay the kept block out with the wider stride, in place: rows move to higher
         // addresses, so going from the last row down never overwrites one not yet moved.
         s.K.resize(size_t(l * l));
         for (int64_t i = s.gram_l - 1; i > 0; --i)
             std::copy_backward(s.K.begin() + i * s.gram_l, s.K.begin() + (i + 1) * s.gram_l,
                                s.K.begin() + i * l + s.gram_l);
-        gram_aug(P.blas->dgemm, xd.data(), l, d, s.gram_l, P.B, s.K.data());
+        if (gram_f32_available()) {
+            gram_aug_f32(rows.data(), l, d, s.gram_l, P.B, s.K.data());
+        } else {
+            xd.assign(rows.begin(), rows.end());
+            gram_aug(P.blas->dgemm, xd.data(), l, d, s.gram_l, P.B, s.K.data());
+        }
         s.gram_l = l;
         thread_local std::vector<int64_t> ids;
         ids.assign(1, -1);

@@ -1,0 +1,20 @@
+// The augmented Gram rows of an exemplar SVM's working set, computed in double straight from
+// its float32 rows by our own AVX-512 kernel: no copy of the rows in double and no BLAS
+// packing. With dgemm those two cost as much as a third of the GEMM itself on the small
+// products of one round (new rows x working set), and half the Gram time in ImageNet's shape.
+#pragma once
+#include <cstdint>
+
+namespace simattr {
+
+// Whether gram_aug_f32 runs on this CPU (AVX-512F). Elsewhere the caller converts the rows to
+// double and uses gram_aug (cpu/blas.h).
+bool gram_f32_available();
+
+// K [l, l] row-major: rows row0..l-1 (every column) and their mirror in columns row0..l-1 set
+// to x_i . x_j + B^2, for x [l, d] float32 row-major (row stride d). Products are exact in
+// double and summed in double, eight partial sums a pair. Single-threaded (called from inside
+// parallel loops).
+void gram_aug_f32(const float* x, int64_t l, int64_t d, int64_t row0, double B, double* K);
+
+}  // namespace simattr

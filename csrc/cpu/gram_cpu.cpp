@@ -1,0 +1,87 @@
+#include "cpu/gram.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace simattr {
+
+namespace {
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+// The lanes of v added in a fixed order.
+__attribute__((target("avx512f"))) inline double lane_sum(v8d v) {
+    return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+}
+
+// One block: rows a[0..3] (double, the new rows) against rows b[0..3] (float32), dot products
+// into s[4][4]. Eight features a step: four loads and conversions of b, four loads of a, 16
+// multiply-adds (contracted to FMAs).
+__attribute__((target("avx512f"))) void block4x4(const double* const* a, const float* const* b, int64_t d,
+                                                 double s[4][4]) {
+    v8d acc[4][4] = {};
+    const int64_t d8 = d / 8 * 8;
+    for (int64_t c = 0; c < d8; c += 8) {
+        v8d bv[4];
+        for (int j = 0; j < 4; ++j) {
+            v8f t;
+            __builtin_memcpy(&t, b[j] + c, sizeof(t));
+            bv[j] = __builtin_convertvector(t, v8d);
+        }
+        for (int i = 0; i < 4; ++i) {
+            v8d av;
+            __builtin_memcpy(&av, a[i] + c, sizeof(av));
+            for (int j = 0; j < 4; ++j) acc[i][j] += av * bv[j];
+        }
+    }
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+            double t = lane_sum(acc[i][j]);
+            for (int64_t c = d8; c < d; ++c) t += a[i][c] * double(b[j][c]);
+            s[i][j] = t;
+        }
+}
+
+}  // namespace
+
+bool gram_f32_available() {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static const bool ok = __builtin_cpu_supports("avx512f");
+    return ok;
+#else
+    return false;
+#endif
+}
+
+__attribute__((target("avx512f"))) void gram_aug_f32(const float* x, int64_t l, int64_t d, int64_t row0,
+                                                     double B, double* K) {
+    if (l <= row0) return;
+    // The new rows in double once [l - row0, d]; the others are converted in registers.
+    thread_local std::vector<double> xn;
+    xn.resize(size_t((l - row0) * d));
+    for (int64_t i = row0; i < l; ++i)
+        for (int64_t c = 0; c < d; ++c) xn[size_t((i - row0) * d + c)] = x[i * d + c];
+    const double b2 = B * B;
+    for (int64_t i0 = row0; i0 < l; i0 += 4) {
+        const int64_t ni = std::min<int64_t>(4, l - i0);
+        const double* a[4];
+        for (int i = 0; i < 4; ++i) a[i] = xn.data() + (i0 - row0 + std::min<int64_t>(i, ni - 1)) * d;
+        // Columns up to the block's last row: the lower triangle and its diagonal blocks.
+        for (int64_t j0 = 0; j0 < i0 + ni; j0 += 4) {
+            const int64_t nj = std::min<int64_t>(4, l - j0);
+            const float* b[4];  // a short block repeats its last row; those sums are dropped
+            for (int j = 0; j < 4; ++j) b[j] = x + (j0 + std::min<int64_t>(j, nj - 1)) * d;
+            double s[4][4];
+            block4x4(a, b, d, s);
+            for (int64_t i = 0; i < ni; ++i)
+                for (int64_t j = 0; j < nj && j0 + j <= i0 + i; ++j) {
+                    const double v = s[i][j] + b2;
+                    K[(i0 + i) * l + j0 + j] = v;
+                    K[(j0 + j) * l + i0 + i] = v;
+                }
+        }
+    }
+}
+
+}  // namespace simattr
