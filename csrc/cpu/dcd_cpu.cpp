@@ -81,17 +81,15 @@ struct PrimalOracle {
     std::vector<double> norms;
     PrimalOracle(const WorkingSet& s, double* w_) : ws(s), w(w_), norms(s.l) {
         for (int64_t t = 0; t < s.l; ++t) {
-            const float* x = s.rows + t * s.d;
+            const float* x = s.rows[t];
             double n = 0.0;
             for (int64_t c = 0; c < s.d; ++c) n += double(x[c]) * x[c];
             norms[t] = n + s.B * s.B;
         }
     }
-    SIMATTR_INLINE double margin(int64_t t) const { return dot_aug(w, ws.rows + t * ws.d, ws.d, ws.B); }
+    SIMATTR_INLINE double margin(int64_t t) const { return dot_aug(w, ws.rows[t], ws.d, ws.B); }
     SIMATTR_INLINE double qd(int64_t t) const { return norms[t]; }
-    SIMATTR_INLINE void update(int64_t t, double delta) {
-        axpy_aug(w, delta, ws.rows + t * ws.d, ws.d, ws.B);
-    }
+    SIMATTR_INLINE void update(int64_t t, double delta) { axpy_aug(w, delta, ws.rows[t], ws.d, ws.B); }
 };
 
 struct GramOracle {
@@ -145,7 +143,7 @@ SIMATTR_CLONES_FMA bool dcd_gram(const WorkingSet& ws, const double* K, DcdState
     const bool ok = sweeps(ws, st, tol, max_iter, o);
     std::fill(st.w, st.w + ws.d + 1, 0.0);
     for (int64_t t = 0; t < ws.l; ++t)
-        if (st.alpha[t] != 0.0) axpy_aug(st.w, st.alpha[t] * slot_y(t), ws.rows + t * ws.d, ws.d, ws.B);
+        if (st.alpha[t] != 0.0) axpy_aug(st.w, st.alpha[t] * slot_y(t), ws.rows[t], ws.d, ws.B);
     return ok;
 }
 

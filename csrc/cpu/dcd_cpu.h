@@ -1,5 +1,4 @@
-// liblinear's dual coordinate descent for one exemplar SVM restricted to a working set whose
-// rows are gathered contiguously (so they stay in cache across sweeps).
+// liblinear's dual coordinate descent for one exemplar SVM restricted to a working set of rows.
 #pragma once
 #include <cstdint>
 
@@ -9,10 +8,10 @@
 
 namespace simattr {
 
-// rows [l, d] float32 row-major: row 0 is the query (the positive, y = +1), rows 1.. are
-// negatives (y = -1). Every row is augmented with the constant B.
+// rows [l]: pointers to float32 rows of d features: row 0 is the query (the positive,
+// y = +1), rows 1.. are negatives (y = -1). Every row is augmented with the constant B.
 struct WorkingSet {
-    const float* rows;
+    const float* const* rows;
     int64_t l, d;
     double B;
     DcdConstants dc;

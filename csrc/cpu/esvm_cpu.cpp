@@ -62,23 +62,29 @@ struct Problem {
     const Blas* blas;
 };
 
-// Gathers {query} U working set into contiguous rows (cache-resident across sweeps) and runs
-// liblinear's sweeps on them, in Gram form when the working set is small. The Gram matrix
-// is kept between rounds and only extended by the rows added since.
+// Runs liblinear's sweeps on {query} U working set, in Gram form when the working set is
+// small. The Gram form reads the rows where they are (its sweeps visit K, not the rows); the
+// primal form gathers them contiguously first, to keep them in cache across its sweeps. The
+// Gram matrix is kept between rounds and only extended by the rows added since.
 void solve_working_set(const Problem& P, const float* q, Svm& s) {
     const int64_t l = 1 + int64_t(s.ws.size()), d = P.d;
+    const bool squared = P.dc.diag_neg > 0.0, gram = l <= gram_rows_max(d, P.n, squared);
+    thread_local std::vector<const float*> ptrs;
     thread_local std::vector<float> rows;
     thread_local std::vector<double> xd;
-    rows.resize(size_t(l * d));
-    std::copy(q, q + d, rows.begin());
-    for (int64_t t = 1; t < l; ++t) {
-        const float* x = P.keys + s.ws[t - 1] * P.ldk;
-        std::copy(x, x + d, rows.begin() + t * d);
+    ptrs.resize(size_t(l));
+    ptrs[0] = q;
+    for (int64_t t = 1; t < l; ++t) ptrs[size_t(t)] = P.keys + s.ws[t - 1] * P.ldk;
+    if (!gram || !gram_f32_available()) {  // the primal sweeps, or dgemm, want them side by side
+        rows.resize(size_t(l * d));
+        for (int64_t t = 0; t < l; ++t) {
+            std::copy(ptrs[size_t(t)], ptrs[size_t(t)] + d, rows.begin() + t * d);
+            ptrs[size_t(t)] = rows.data() + t * d;
+        }
     }
-    const WorkingSet ws{rows.data(), l, d, P.B, P.dc};
+    const WorkingSet ws{ptrs.data(), l, d, P.B, P.dc};
     DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
-    const bool squared = P.dc.diag_neg > 0.0;
-    if (l <= gram_rows_max(d, P.n, squared)) {
+    if (gram) {
         // Re-lay the kept block out with the wider stride, in place: rows move to higher
         // addresses, so going from the last row down never overwrites one not yet moved.
         s.K.resize(size_t(l * l));
@@ -86,7 +92,7 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
             std::copy_backward(s.K.begin() + i * s.gram_l, s.K.begin() + (i + 1) * s.gram_l,
                                s.K.begin() + i * l + s.gram_l);
         if (gram_f32_available()) {
-            gram_aug_f32(rows.data(), l, d, s.gram_l, P.B, s.K.data());
+            gram_aug_f32(ptrs.data(), l, d, s.gram_l, P.B, s.K.data());
         } else {
             xd.assign(rows.begin(), rows.end());
             gram_aug(P.blas->dgemm, xd.data(), l, d, s.gram_l, P.B, s.K.data());

@@ -12,9 +12,9 @@ namespace simattr {
 bool gram_f32_available();
 
 // K [l, l] row-major: rows row0..l-1 (every column) and their mirror in columns row0..l-1 set
-// to x_i . x_j + B^2, for x [l, d] float32 row-major (row stride d). Products are exact in
-// double and summed in double, eight partial sums a pair. Single-threaded (called from inside
-// parallel loops).
-void gram_aug_f32(const float* x, int64_t l, int64_t d, int64_t row0, double B, double* K);
+// to x_i . x_j + B^2, for x [l] pointers to float32 rows of d features (read where they are:
+// no gather). Products are exact in double and summed in double, eight partial sums a pair.
+// Single-threaded (called from inside parallel loops).
+void gram_aug_f32(const float* const* x, int64_t l, int64_t d, int64_t row0, double B, double* K);
 
 }  // namespace simattr

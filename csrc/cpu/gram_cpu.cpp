@@ -54,14 +54,14 @@ bool gram_f32_available() {
 #endif
 }
 
-__attribute__((target("avx512f"))) void gram_aug_f32(const float* x, int64_t l, int64_t d, int64_t row0,
-                                                     double B, double* K) {
+__attribute__((target("avx512f"))) void gram_aug_f32(const float* const* x, int64_t l, int64_t d,
+                                                     int64_t row0, double B, double* K) {
     if (l <= row0) return;
     // The new rows in double once [l - row0, d]; the others are converted in registers.
     thread_local std::vector<double> xn;
     xn.resize(size_t((l - row0) * d));
     for (int64_t i = row0; i < l; ++i)
-        for (int64_t c = 0; c < d; ++c) xn[size_t((i - row0) * d + c)] = x[i * d + c];
+        for (int64_t c = 0; c < d; ++c) xn[size_t((i - row0) * d + c)] = x[i][c];
     const double b2 = B * B;
     for (int64_t i0 = row0; i0 < l; i0 += 4) {
         const int64_t ni = std::min<int64_t>(4, l - i0);
@@ -71,7 +71,7 @@ __attribute__((target("avx512f"))) void gram_aug_f32(const float* x, int64_t l, 
         for (int64_t j0 = 0; j0 < i0 + ni; j0 += 4) {
             const int64_t nj = std::min<int64_t>(4, l - j0);
             const float* b[4];  // a short block repeats its last row; those sums are dropped
-            for (int j = 0; j < 4; ++j) b[j] = x + (j0 + std::min<int64_t>(j, nj - 1)) * d;
+            for (int j = 0; j < 4; ++j) b[j] = x[j0 + std::min<int64_t>(j, nj - 1)];
             double s[4][4];
             block4x4(a, b, d, s);
             for (int64_t i = 0; i < ni; ++i)

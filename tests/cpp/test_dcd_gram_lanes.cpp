@@ -40,7 +40,9 @@ static void check_problem(int64_t n, int64_t d, bool sq, double scale, double to
     SplitMix64 rng(7);
     int64_t it2 = 0;
     DcdState st{a2.data(), w.data(), &rng, &it2};
-    CHECK(dcd_primal(WorkingSet{rows.data(), l, d, B, dc}, st, tol, 100000));
+    std::vector<const float*> ptrs(static_cast<size_t>(l));
+    for (int64_t t = 0; t < l; ++t) ptrs[size_t(t)] = rows.data() + t * d;
+    CHECK(dcd_primal(WorkingSet{ptrs.data(), l, d, B, dc}, st, tol, 100000));
     const GramProblem P{n, K[0], kq.data(), n > 0 ? kx.data() : nullptr, dc, tol, 100000};
     std::vector<double> alpha(l), g(l);
     std::vector<int> index(l);

@@ -28,7 +28,9 @@ int main() {
                 if (row0 < 0) continue;
                 const double B = row0 % 2 ? 0.0 : 1.5;
                 std::vector<double> K(size_t(l * l), kSentinel);
-                gram_aug_f32(x.data(), l, d, row0, B, K.data());
+                std::vector<const float*> rows(static_cast<size_t>(l));  // in reverse order in memory
+                for (int64_t i = 0; i < l; ++i) rows[size_t(i)] = x.data() + (l - 1 - i) * d;
+                gram_aug_f32(rows.data(), l, d, row0, B, K.data());
                 for (int64_t i = 0; i < l; ++i)
                     for (int64_t j = 0; j < l; ++j) {
                         const double v = K[size_t(i * l + j)];
@@ -38,7 +40,7 @@ int main() {
                         }
                         double ref = 0.0, mag = 0.0;
                         for (int64_t c = 0; c < d; ++c) {
-                            const double p = double(x[size_t(i * d + c)]) * double(x[size_t(j * d + c)]);
+                            const double p = double(rows[size_t(i)][c]) * double(rows[size_t(j)][c]);
                             ref += p;
                             mag += std::fabs(p);
                         }
