@@ -1,11 +1,11 @@
 // Double-precision BLAS and LAPACK routines, injected by the caller.
 // The core does not link a BLAS: the Python layer hands over the Fortran `dgemm` and
 // `dpotrf` symbols of the BLAS SciPy was built with (scipy.linalg.cython_blas and
-// cython_lapack), so the exemplar SVMs' Gram rows and Cholesky factors use the same tuned
-// routines as NumPy/SciPy with no build-time dependency. When none is given, portable
-// fallbacks keep the core usable (and testable) on its own. Float32 scores never go through
-// BLAS: they come from our own micro-kernel (cpu/scores.h), which rounds a product the same
-// way wherever it sits.
+// cython_lapack), so the exemplar SVMs' Cholesky factors (and their Gram rows on CPUs without
+// AVX-512: cpu/gram.h computes them elsewhere) use the same tuned routines as NumPy/SciPy with
+// no build-time dependency. When none is given, portable fallbacks keep the core usable (and
+// testable) on its own. Float32 scores never go through BLAS: they come from our own
+// micro-kernel (cpu/scores.h), which rounds a product the same way wherever it sits.
 #pragma once
 #include <cstdint>
 

@@ -35,9 +35,11 @@ constexpr int64_t kMinAdd = 32, kMaxAdd = 128;
 // in double (32 MiB at most).
 constexpr int64_t kGramMax = 2048;
 // With the squared hinge the Gram form also ends each solve with a Newton step, which
-// beats hundreds of O(d)-per-visit primal sweeps while the system stays small: up to 3d
+// beats hundreds of O(d)-per-visit primal sweeps while the system stays small: up to 4d
 // rows when that is at most this many (Fashion-MNIST's 256-d SimCLR embedding: 30% faster
-// overall). Larger systems (i.i.d. Gaussian data at d = 512: ~750 active rows) cost more
+// overall than primal sweeps, and 4d rather than 3d another 7% since the Gram rows come from
+// cpu/gram.h). Larger systems (i.i.d. Gaussian data at d = 512: ~750 active rows; a cap of
+// 2048 left them as fast, and made the pixels and the clustered data 5-8% slower) cost more
 // in Gram matrices and factorisations than the sweeps they save, so they stay primal.
 constexpr int64_t kGramNewtonMax = 1024;
 // The Gram matrices of one tile of SVMs may hold this much at most (each SVM's matrix is kept
@@ -47,7 +49,7 @@ constexpr int64_t kGramTileBytes = int64_t(2) << 30;
 
 // The largest working set an SVM solves in Gram form: the query and n keys at most.
 int64_t gram_rows_max(int64_t d, int64_t n, bool squared) {
-    return std::min({kGramMax, n + 1, std::max(2 * d, squared ? std::min(3 * d, kGramNewtonMax) : 0)});
+    return std::min({kGramMax, n + 1, std::max(2 * d, squared ? std::min(4 * d, kGramNewtonMax) : 0)});
 }
 // Working-set rows with alpha 0 and a gradient above this (in margin units) are dropped.
 constexpr double kPruneGradient = 0.05;

@@ -18,8 +18,9 @@ MAX_THREADS = 1024
 
 @cache
 def cpu():
-    """The CPU module, wired to SciPy's BLAS and LAPACK (dgemm, dpotrf): the same tuned
-    routines SciPy uses, with no BLAS dependency at build time."""
+    """The CPU module, wired to SciPy's BLAS and LAPACK (dpotrf for the Newton step's
+    factors; dgemm for Gram rows where the CPU lacks AVX-512): the same tuned routines SciPy
+    uses, with no BLAS dependency at build time."""
     from scipy.linalg import cython_blas, cython_lapack
 
     blas, lapack = cython_blas.__pyx_capi__, cython_lapack.__pyx_capi__
