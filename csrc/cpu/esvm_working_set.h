@@ -119,11 +119,22 @@ inline void prune_working_set(Svm& s, const float* f, double keep) {
     s.alpha.resize(out + 1);
     // Keep the cached Gram block of the surviving slots (it only ever covered the old slots).
     const int64_t old_l = s.gram_l, kl = int64_t(kept_slots.size());
-    if (old_l == 0) return;
+    if (old_l == 0 || kl == old_l) return;  // nothing pruned: K stays as it is
     // In place: entry (a, b) moves from kept[a] * old_l + kept[b] to a * kl + b, never to a
-    // higher address than any entry still to be read (kept[x] >= x, kl <= old_l).
+    // higher address than any entry still to be read (kept[x] >= x, kl <= old_l). Each row
+    // moves in runs of consecutive kept slots (one memmove each: the pruned rows are few).
+    thread_local std::vector<std::pair<int64_t, int64_t>> runs;  // (first kept position, length)
+    runs.clear();
+    for (int64_t b = 0; b < kl; ++b)
+        if (b > 0 && kept_slots[b] == kept_slots[b - 1] + 1)
+            ++runs.back().second;
+        else
+            runs.emplace_back(b, 1);
+    double* K = s.K.data();
     for (int64_t a = 0; a < kl; ++a)
-        for (int64_t b = 0; b < kl; ++b) s.K[a * kl + b] = s.K[kept_slots[a] * old_l + kept_slots[b]];
+        for (const auto& [b, len] : runs)
+            std::memmove(K + a * kl + b, K + kept_slots[a] * old_l + kept_slots[b],
+                         size_t(len) * sizeof(double));
     s.K.resize(size_t(kl * kl));
     s.gram_l = kl;
 }

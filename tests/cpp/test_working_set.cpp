@@ -1,0 +1,103 @@
+// The working-set bookkeeping of csrc/cpu/esvm_working_set.h. violators against a full sort:
+// the `budget` worst violators outside the working set (largest f first, ties to the lower
+// row), whether or not the sampled floor is used, holds, or misjudges and is dropped; for
+// pools of odd sizes, with ties, with rows already in the working set and with no violator
+// at all. prune_working_set: the rows it drops are exactly the inactive ones, and the kept
+// Gram block is the old one restricted to the kept slots, whatever the pattern of drops.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "check.h"
+#include "cpu/esvm_working_set.h"
+
+using namespace simattr;
+using namespace simattr::esvm_detail;
+
+namespace {
+
+std::vector<int64_t> reference(const std::vector<float>& f, const Svm& s, double margin, int64_t budget) {
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < int64_t(f.size()); ++i)
+        if (outside_gradient(f[size_t(i)]) < margin && !s.in_ws[size_t(i)]) rows.push_back(i);
+    std::sort(rows.begin(), rows.end(), [&](int64_t a, int64_t b) {
+        return f[size_t(a)] > f[size_t(b)] || (f[size_t(a)] == f[size_t(b)] && a < b);
+    });
+    if (int64_t(rows.size()) > budget) rows.resize(size_t(budget));
+    return rows;
+}
+
+}  // namespace
+
+int main() {
+    std::mt19937 gen(11);
+    std::normal_distribution<float> normal;
+    std::uniform_int_distribution<int> level(-4, 2);
+    int checked = 0;
+    for (int64_t n : {1, 3, 97, 1025, 6000}) {
+        for (int shape = 0; shape < 5; ++shape) {
+            std::vector<float> f(static_cast<size_t>(n));
+            for (auto& v : f)
+                v = shape == 1 ? 0.5f * float(level(gen)) : normal(gen) - (shape == 3 ? 5.f : 0.f);
+            if (shape == 2 && n >= 1025) {           // every key violates, and the positions the floor
+                for (auto& v : f) v = std::fabs(v);  // samples hold the largest values
+                for (int64_t c = 0; c < 128; ++c) f[size_t(c * n / 128)] = 100.f + float(c);
+            }
+            if (shape == 4) std::sort(f.begin(), f.end());  // the worst last
+            for (int64_t budget : {int64_t(1), int64_t(32), int64_t(128)}) {
+                Svm s;
+                s.in_ws.assign(size_t(n), 0);
+                for (int64_t i = 0; i < n; i += 7) s.in_ws[size_t(i)] = 1;  // already in the working set
+                const double margin = 1e-3;
+                CHECK(violators(f.data(), s, n, margin, budget) == reference(f, s, margin, budget));
+                ++checked;
+            }
+        }
+    }
+    // Pruning: slot t + 1 holds ws[t]; rows with alpha 0 and f far below -1 go.
+    for (int64_t m : {0, 1, 5, 97}) {
+        for (int pattern = 0; pattern < 4; ++pattern) {
+            Svm s;
+            const int64_t n = 200, l = m + 1;
+            s.in_ws.assign(size_t(n), 0);
+            std::vector<float> f(static_cast<size_t>(n), 0.f);
+            s.alpha.assign(size_t(l), 0.0);
+            s.alpha[0] = 1.0;
+            std::vector<bool> keep(size_t(l), true);
+            for (int64_t t = 0; t < m; ++t) {
+                const int64_t row = (7 * t + 3) % n;
+                s.ws.push_back(row);
+                s.in_ws[size_t(row)] = 1;
+                const bool drop = pattern == 1   ? t % 2 == 0
+                                  : pattern == 2 ? t < m / 2
+                                                 : pattern == 3 && gen() % 3 == 0;
+                f[size_t(row)] = drop ? -5.f : -0.5f;  // dropped: alpha 0 and gradient 4 > keep
+                if (!drop && gen() % 2) s.alpha[size_t(t + 1)] = 0.25;
+                keep[size_t(t + 1)] = !drop;
+            }
+            s.K.resize(size_t(l * l));
+            for (int64_t a = 0; a < l; ++a)
+                for (int64_t b = 0; b < l; ++b) s.K[size_t(a * l + b)] = double(1000 * a + b);
+            s.gram_l = l;
+            const std::vector<int64_t> ws0 = s.ws;
+            prune_working_set(s, f.data(), 1.0);
+            std::vector<int64_t> kept;  // old slots, in order
+            for (int64_t t = 0; t < l; ++t)
+                if (keep[size_t(t)]) kept.push_back(t);
+            const int64_t kl = int64_t(kept.size());
+            CHECK(s.gram_l == kl && int64_t(s.K.size()) == kl * kl && int64_t(s.ws.size()) == kl - 1);
+            for (int64_t a = 0; a < kl; ++a) {
+                if (a > 0) CHECK(s.ws[size_t(a - 1)] == ws0[size_t(kept[size_t(a)] - 1)]);
+                for (int64_t b = 0; b < kl; ++b)
+                    CHECK(s.K[size_t(a * kl + b)] == double(1000 * kept[size_t(a)] + kept[size_t(b)]));
+            }
+            for (int64_t t = 1; t < l; ++t)
+                CHECK(s.in_ws[size_t(ws0[size_t(t - 1)])] == (keep[size_t(t)] ? 1 : 0));
+            ++checked;
+        }
+    }
+    std::printf("test_working_set: ok (%d cases)\n", checked);
+    return 0;
+}
