@@ -5,6 +5,7 @@
 
 #include "common/parallel.h"
 #include "common/simd.h"
+#include "cpu/key_sort.h"
 #include "cpu/prefilter.h"
 #include "cpu/scores.h"
 #include "cpu/topk.h"
@@ -156,7 +157,7 @@ void TopkAccumulator::finalize(float* out_scores, int64_t* out_ids, const int64_
         Key* b = buf_.get() + row * cap_;
         const int64_t n = std::min(count_[row], k_);
         if (count_[row] > k_) std::nth_element(b, b + (k_ - 1), b + count_[row]);
-        std::sort(b, b + n);
+        sort_keys(b, n);
         const int64_t out_row = row_map != nullptr ? row_map[row] : row;
         float* os = out_scores + out_row * k_;
         int64_t* oi = out_ids + out_row * k_;
