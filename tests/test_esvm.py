@@ -67,6 +67,31 @@ def test_matches_sklearn_on_fashion_mnist(fashion_features, C):
     assert a[:, 1].min() >= 0.99
 
 
+def test_gram_rows_fallback_gives_the_same_svms(digits):
+    """The Gram rows come from our AVX-512 kernel where the CPU has it and from BLAS dgemm
+    elsewhere; forcing the fallback here must give the same SVMs, and still sklearn's."""
+    from simattr_fast._kernels import backend
+
+    cpu = backend.cpu()
+    x, y = digits
+    x = (x / 3).astype(np.float32)  # not integers, so the Gram sums are not all exact
+    q, pool = x[y == 3][:4], x[y != 3][:400]
+    s_auto, i_auto = sa.esvm_topk(q, pool, len(pool), C=0.1, device="cpu")
+    cpu.set_gram_kernel("dgemm")
+    try:
+        s_blas, i_blas = sa.esvm_topk(q, pool, len(pool), C=0.1, device="cpu")
+        a = agreement(q, pool, 0.1)
+    finally:
+        cpu.set_gram_kernel("auto")
+    for r in range(len(q)):  # the same decision values (w is rounded to float32 for them)
+        ours, theirs = np.empty(len(pool)), np.empty(len(pool))
+        ours[i_auto[r]], theirs[i_blas[r]] = s_auto[r], s_blas[r]
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+    assert a[:, 0].min() >= 0.999 and a[:, 1].min() >= 0.99 and a[:, 2].max() < 1e-3
+    with pytest.raises(ValueError, match="expected one of auto, dgemm"):
+        cpu.set_gram_kernel("avx2")
+
+
 def test_hinge_loss(digits):
     x, y = digits
     a = agreement(x[y == 1][:3], x[y != 1][:300], 0.1, loss="hinge")

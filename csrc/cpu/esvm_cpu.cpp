@@ -77,7 +77,7 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
     ptrs.resize(size_t(l));
     ptrs[0] = q;
     for (int64_t t = 1; t < l; ++t) ptrs[size_t(t)] = P.keys + s.ws[t - 1] * P.ldk;
-    if (!gram || !gram_f32_available()) {  // the primal sweeps, or dgemm, want them side by side
+    if (!gram || !gram_f32_enabled()) {  // the primal sweeps, or dgemm, want them side by side
         rows.resize(size_t(l * d));
         for (int64_t t = 0; t < l; ++t) {
             std::copy(ptrs[size_t(t)], ptrs[size_t(t)] + d, rows.begin() + t * d);
@@ -93,7 +93,7 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
         for (int64_t i = s.gram_l - 1; i > 0; --i)
             std::copy_backward(s.K.begin() + i * s.gram_l, s.K.begin() + (i + 1) * s.gram_l,
                                s.K.begin() + i * l + s.gram_l);
-        if (gram_f32_available()) {
+        if (gram_f32_enabled()) {
             gram_aug_f32(ptrs.data(), l, d, s.gram_l, P.B, s.K.data());
         } else {
             xd.assign(rows.begin(), rows.end());

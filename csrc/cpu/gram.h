@@ -7,9 +7,13 @@
 
 namespace simattr {
 
-// Whether gram_aug_f32 runs on this CPU (AVX-512F). Elsewhere the caller converts the rows to
-// double and uses gram_aug (cpu/blas.h).
-bool gram_f32_available();
+// Whether gram_aug_f32 is used: the CPU has AVX-512F and set_gram_kernel did not force the
+// fallback. Otherwise the caller converts the rows to double and uses gram_aug (cpu/blas.h).
+bool gram_f32_enabled();
+
+// For tests, so that the fallback runs on an AVX-512 machine too: "auto" (the default) or
+// "dgemm". Throws std::invalid_argument on any other name.
+void set_gram_kernel(const char* name);
 
 // K [l, l] row-major: rows row0..l-1 (every column) and their mirror in columns row0..l-1 set
 // to x_i . x_j + B^2, for x [l] pointers to float32 rows of d features (read where they are:

@@ -1,6 +1,9 @@
 #include "cpu/gram.h"
 
 #include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace simattr {
@@ -45,13 +48,24 @@ __attribute__((target("avx512f"))) void block4x4(const double* const* a, const f
 
 }  // namespace
 
-bool gram_f32_available() {
+namespace {
+std::atomic<bool> g_force_dgemm{false};
+}  // namespace
+
+bool gram_f32_enabled() {
 #if defined(__x86_64__) && defined(__GNUC__)
-    static const bool ok = __builtin_cpu_supports("avx512f");
-    return ok;
+    static const bool cpu_ok = __builtin_cpu_supports("avx512f");
+    return cpu_ok && !g_force_dgemm.load();
 #else
     return false;
 #endif
+}
+
+void set_gram_kernel(const char* name) {
+    const std::string n(name);
+    if (n != "auto" && n != "dgemm")
+        throw std::invalid_argument("gram kernel: expected one of auto, dgemm; got '" + n + "'");
+    g_force_dgemm = n == "dgemm";
 }
 
 __attribute__((target("avx512f"))) void gram_aug_f32(const float* const* x, int64_t l, int64_t d,

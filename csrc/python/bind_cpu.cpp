@@ -8,6 +8,7 @@
 
 #include "common/parallel.h"
 #include "cpu/esvm.h"
+#include "cpu/gram.h"
 #include "cpu/prefilter.h"
 #include "cpu/prefilter_amx.h"
 #include "cpu/rows.h"
@@ -166,6 +167,9 @@ PYBIND11_MODULE(_cpu, m) {
           py::arg("n_threads") = 0);
     m.def("bf16_prefilter_available", &bf16_prefilter_available);
     m.def("prefilter_kernel", [] { return std::string(prefilter_kernel()); });
+    m.def(
+        "set_gram_kernel", [](const std::string& name) { set_gram_kernel(name.c_str()); }, py::arg("name"),
+        "For tests: 'auto' or 'dgemm' (the exemplar SVMs' Gram rows by BLAS, as without AVX-512).");
     m.def(
         "set_prefilter_kernel", [](const std::string& name) { set_prefilter_kernel(name.c_str()); },
         py::arg("name"), "For tests: 'auto', 'avx512bf16' or 'amx-emulated'.");

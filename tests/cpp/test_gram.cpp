@@ -13,7 +13,7 @@
 using namespace simattr;
 
 int main() {
-    if (!gram_f32_available()) {
+    if (!gram_f32_enabled()) {
         std::puts("test_gram: skipped (no AVX-512F on this CPU)");
         return 0;
     }
