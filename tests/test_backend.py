@@ -73,29 +73,46 @@ def test_portable_fallbacks_without_scipy_blas(rng):
 
 @pytest.mark.parametrize("fn", ["topk", "esvm_topk"])
 def test_kernels_release_the_gil(rng, fn):
-    """Python code keeps running on another thread while a kernel works."""
+    """Python code keeps running on another thread while a kernel works: the main thread
+    ticks about once a millisecond (pure Python, so only while the worker does not hold the
+    GIL), and counts the ticks that fall while the worker is inside a kernel call. A kernel
+    that held the GIL would let through only the ticks of the Python around it; a released
+    one lets through one per millisecond it runs. Speed-independent: the worker repeats its
+    call until it has spent 100 ms in them."""
     import threading
+    import time
 
-    q = rng.standard_normal((400, 64)).astype(np.float32)
-    k = rng.standard_normal((20000, 64)).astype(np.float32)
-    done = threading.Event()
-    ticks = []
+    # Sizes where the compiled kernel is most of the call (preparing the rows and the
+    # Python around it hold the GIL legitimately, and let ticks through at switch intervals).
+    d = 512 if fn == "topk" else 64
+    q = rng.standard_normal((2000 if fn == "topk" else 100, d)).astype(np.float32)
+    k = rng.standard_normal((20000, d)).astype(np.float32)
+    done, inside = threading.Event(), threading.Event()
+    spent = [0.0]
 
     def work():
-        for _ in range(3):
+        for _ in range(1000):
+            inside.set()
+            t0 = time.perf_counter()
             if fn == "topk":
-                sa.topk(q, k, 50, device="cpu", n_threads=1)
+                sa.topk(q, k, 50, metric="ip", device="cpu", n_threads=1)
             else:
-                sa.esvm_topk(q[:100], k[:5000], 50, device="cpu", n_threads=1)
+                sa.esvm_topk(q, k[:5000], 50, device="cpu", n_threads=1)
+            spent[0] += time.perf_counter() - t0
+            inside.clear()
+            if spent[0] > 0.1:
+                break
         done.set()
 
     t = threading.Thread(target=work)
+    ticks = 0
     t.start()
     while not done.is_set():
-        ticks.append(1)  # pure Python: only runs while the worker does not hold the GIL
+        ticks += inside.is_set()
         done.wait(0.001)
     t.join()
-    assert len(ticks) > 50
+    assert spent[0] > 0.1
+    assert ticks > 0.5 * spent[0] * 1000, (ticks, spent[0])
 
 
 def test_kernel_install_needs_no_torch():
