@@ -5,12 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <cstring>  // memmove
 #include <functional>
 #include <utility>
 #include <vector>
 
 #include "common/dcd_math.h"
+#include "common/packed_key.h"
 #include "cpu/newton.h"
 
 namespace simattr {
@@ -50,7 +51,7 @@ inline std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, d
     const double t = -1.0 - margin;
     const float pre = std::nextafter(float(t - (1.0 + std::fabs(t)) * 0x1p-40), -INFINITY);
     thread_local std::vector<int64_t> pass;
-    thread_local std::vector<uint64_t> order;
+    thread_local std::vector<Key> order;
     pass.resize(size_t(n));
     int64_t np = 0;
     for (int64_t i = 0; i < n; ++i) {
@@ -58,7 +59,7 @@ inline std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, d
         np += f[i] > pre;
     }
     // Worst first is f descending (G = -f - 1 never increases with f), then row ascending:
-    // one 64-bit key, the order-preserving bits of -f above the row (rows < 2^32), so
+    // exactly the order of top-k's packed keys (common/packed_key.h, rows < 2^32), so
     // selection compares integers. (Only where |f| < 2^-29 can two floats give the same G in
     // double; they are then ordered by f rather than by row: either is a valid choice.)
     // Keys are made only for f >= floor: where far more pass than there are places (the main
@@ -78,12 +79,8 @@ inline std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, d
         order.clear();
         for (int64_t c = 0; c < np; ++c) {
             const int64_t i = pass[size_t(c)];
-            if (!(f[i] >= floor) || !(outside_gradient(f[i]) < margin) || s.in_ws[i]) continue;
-            uint32_t u;
-            const float neg = -f[i];
-            std::memcpy(&u, &neg, 4);
-            u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-            order.push_back((uint64_t(u) << 32) | uint64_t(i));
+            if (f[i] >= floor && outside_gradient(f[i]) < margin && !s.in_ws[i])
+                order.push_back(pack(f[i], i));
         }
         if (int64_t(order.size()) >= budget || floor == -INFINITY) break;
         floor = -INFINITY;
@@ -94,7 +91,7 @@ inline std::vector<int64_t> violators(const float* f, const Svm& s, int64_t n, d
     }
     std::sort(order.begin(), order.end());
     std::vector<int64_t> out(order.size());
-    for (size_t c = 0; c < order.size(); ++c) out[c] = int64_t(order[c] & 0xffffffffu);
+    for (size_t c = 0; c < order.size(); ++c) out[c] = unpack_id(order[c]);
     return out;
 }
 

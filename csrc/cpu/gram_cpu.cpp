@@ -73,10 +73,8 @@ __attribute__((target("avx512f"))) void block4x4(const double* const* a, const f
         }
 }
 
-}  // namespace
+std::atomic<bool> g_force_dgemm{false};  // set_gram_kernel("dgemm")
 
-namespace {
-std::atomic<bool> g_force_dgemm{false};
 }  // namespace
 
 bool gram_f32_enabled() {

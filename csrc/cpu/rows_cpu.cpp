@@ -73,29 +73,29 @@ bool finish_row(float* y, int64_t d, bool normalize) {
     return true;
 }
 
-// The lowest of the rows reported to it, or n when none was.
-struct FirstBad {
-    std::atomic<int64_t> row;
-    explicit FirstBad(int64_t n) : row(n) {}
-    void report(int64_t r) {
-        int64_t seen = row.load();
-        while (r < seen && !row.compare_exchange_weak(seen, r)) {
+// Runs row_ok(r) for every row r < n with threads over tasks of kRowsPerTask rows; returns the
+// lowest row for which it returned false, or -1.
+template <class RowOk>
+int64_t first_failing_row(int64_t n, int n_threads, RowOk&& row_ok) {
+    std::atomic<int64_t> first{n};
+    parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, n_threads, [&](int64_t t) {
+        for (int64_t r = t * kRowsPerTask; r < std::min(n, (t + 1) * kRowsPerTask); ++r) {
+            if (row_ok(r)) continue;
+            int64_t seen = first.load();
+            while (r < seen && !first.compare_exchange_weak(seen, r)) {
+            }
         }
-    }
-    int64_t result(int64_t n) const { return row.load() == n ? -1 : row.load(); }
-};
+    });
+    return first.load() == n ? -1 : first.load();
+}
 
 template <class Load>
 int64_t prepare(int64_t n, int64_t d, float* dst, bool normalize, int n_threads, Load&& load) {
-    FirstBad bad(n);
-    parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, n_threads, [&](int64_t t) {
-        for (int64_t r = t * kRowsPerTask; r < std::min(n, (t + 1) * kRowsPerTask); ++r) {
-            float* y = dst + r * d;
-            load(r, y);
-            if (!finish_row(y, d, normalize)) bad.report(r);
-        }
+    return first_failing_row(n, n_threads, [&](int64_t r) {
+        float* y = dst + r * d;
+        load(r, y);
+        return finish_row(y, d, normalize);
     });
-    return bad.result(n);
 }
 
 }  // namespace
@@ -114,14 +114,10 @@ int64_t prepare_rows_f32(const float* src, int64_t lds, int64_t n, int64_t d, fl
 }
 
 int64_t row_sq_norms_f32(const float* src, int64_t lds, int64_t n, int64_t d, double* sq, int n_threads) {
-    FirstBad bad(n);
-    parallel_for((n + kRowsPerTask - 1) / kRowsPerTask, n_threads, [&](int64_t t) {
-        for (int64_t r = t * kRowsPerTask; r < std::min(n, (t + 1) * kRowsPerTask); ++r) {
-            sq[r] = sum_of_squares(src + r * lds, d);
-            if (!std::isfinite(sq[r])) bad.report(r);
-        }
+    return first_failing_row(n, n_threads, [&](int64_t r) {
+        sq[r] = sum_of_squares(src + r * lds, d);
+        return std::isfinite(sq[r]);
     });
-    return bad.result(n);
 }
 
 }  // namespace simattr

@@ -63,17 +63,19 @@ def check_sq_norms(name: str, sq: np.ndarray, row_offset: int = 0, row_ids=None)
         )
 
 
-def normalize_rows(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def normalize_rows(
+    x: np.ndarray, out: np.ndarray | None = None, name: str = "normalize_rows", row_offset: int = 0, row_ids=None
+) -> np.ndarray:
     """Unit-norm rows (float32), into `out` when given (may be x itself); all-zero rows stay
     zero, so their cosine is 0, not NaN. The compiled kernel (csrc/cpu/rows.h) does it, the one
     normalisation every CPU path shares, so a row gets the same values in RAM or streamed.
-    Rows must be finite (check_finite first)."""
+    A row holding NaN or Inf raises, named as in check_finite (`name`, `row_offset`, `row_ids`)."""
     xf = np.ascontiguousarray(x, dtype=np.float32 if x.dtype != np.float16 else np.float16)
     if out is None:
         out = np.empty(xf.shape, np.float32)
     bad = backend.cpu().prepare_rows(xf, out, True)
     if bad >= 0:
-        raise_nonfinite("normalize_rows", bad, 0)
+        raise_nonfinite(name, bad, row_offset, row_ids)
     return out
 
 
@@ -81,14 +83,10 @@ def prepare_rows(name: str, x: np.ndarray, row_offset: int, metric: str, row_ids
     """float32 C-contiguous copy or view of x, checked, normalised for cosine.
     Error messages count rows from row_offset, or name row_ids[i] when given."""
     xf = np.ascontiguousarray(x, dtype=np.float32)
-    if metric != "cosine":
-        check_rows(name, xf, row_offset, row_ids)
-        return xf
-    out = np.empty(xf.shape, np.float32)
-    bad = backend.cpu().prepare_rows(xf, out, True)
-    if bad >= 0:
-        raise_nonfinite(name, bad, row_offset, row_ids)
-    return out
+    if metric == "cosine":
+        return normalize_rows(xf, name=name, row_offset=row_offset, row_ids=row_ids)
+    check_rows(name, xf, row_offset, row_ids)
+    return xf
 
 
 def block_rows_for(dim: int, block_bytes: int) -> int:
