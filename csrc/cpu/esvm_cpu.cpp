@@ -22,7 +22,10 @@ using namespace esvm_detail;
 // left the round tolerance drops to tol, and rounds repeat until none appears. (Gram-form
 // solves of the squared hinge land exactly anyway, by a Newton step, and sweep at tol.)
 constexpr double kLooseTol = 1e-1;
-// The working set starts from the query's 32 nearest key rows; each round adds the worst
+// The working set starts from the 32 key rows nearest the query in Euclidean distance (not
+// by inner product: with keys of unequal norms, the main job's support vectors lie among the
+// nearest by distance, 53% of them within as many rows, against 13% by inner product; 6.6
+// rounds became 5.8 and the main job 8% faster); each round adds the worst
 // violators, at most half its size and between 32 and 128 of them. Every row added costs a
 // Gram row and a place in the Newton system, and one that is not a support vector is dropped
 // again, so slow growth pays: on the main job (Fashion-MNIST's SimCLR embedding, all 10,000
@@ -56,6 +59,7 @@ constexpr double kPruneGradient = 0.05;
 
 struct Problem {
     const float* keys;
+    const double* sq_norms;  // [n]: |x_i|^2
     const float* panels;  // the keys packed once for the decision values (cpu/scores.h)
     int64_t ldk, n, d;
     double B;
@@ -119,14 +123,12 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
 
 // The largest augmented key norm |[x, B]|: it scales the float32 GEMM error bound. (A plain
 // double loop here was one dependent add per element: 8% of a call in ImageNet's shape.)
-double max_augmented_norm(const Problem& P, int nt) {
-    std::vector<double> sq(size_t(P.n));
-    row_sq_norms_f32(P.keys, P.ldk, P.n, P.d, sq.data(), nt);  // the keys are finite: checked upstream
-    return std::sqrt(*std::max_element(sq.begin(), sq.end()) + P.B * P.B);
+double max_augmented_norm(const Problem& P) {
+    return std::sqrt(*std::max_element(P.sq_norms, P.sq_norms + P.n) + P.B * P.B);
 }
 
 // Starts the SVMs of one tile of queries: each working set begins with the keys nearest its
-// query (by the inner products in F [tm, n]) and is solved once.
+// query (from the inner products in F [tm, n] and the keys' norms) and is solved once.
 void start_svms(const Problem& P, const float* queries, int64_t ldq, const int64_t* query_ids,
                 std::vector<Svm>& svms, const float* F, int nt) {
     const EsvmParams& params = *P.p;
@@ -137,7 +139,7 @@ void start_svms(const Problem& P, const float* queries, int64_t ldq, const int64
         s.in_ws.assign(P.n, 0);
         s.rng = SplitMix64(query_seed(params.seed, query_ids[j]));
         s.round_tol = std::max(params.tol, kLooseTol);
-        add_to_working_set(s, nearest(F + j * P.n, P.n, std::min(P.n, kInitialWorkingSet)));
+        add_to_working_set(s, nearest(F + j * P.n, P.sq_norms, P.n, std::min(P.n, kInitialWorkingSet)));
         solve_working_set(P, queries + j * ldq, s);
     });
 }
@@ -203,7 +205,10 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, 
     std::unique_ptr<float[]> panels(
         new float[size_t((n + kNR - 1) / kNR * kNR * d)]);  // filled by pack_panels
     pack_panels(keys, ldk, n, d, panels.get(), nt);
+    std::vector<double> sq_norms(static_cast<size_t>(n));
+    row_sq_norms_f32(keys, ldk, n, d, sq_norms.data(), nt);  // the keys are finite: checked upstream
     const Problem P{keys,
+                    sq_norms.data(),
                     panels.get(),
                     ldk,
                     n,
@@ -212,7 +217,7 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, 
                     dcd_constants(params.C, n, params.squared_hinge),
                     &params,
                     &blas};
-    const double max_norm = max_augmented_norm(P, nt);
+    const double max_norm = max_augmented_norm(P);
 
     // Queries are solved in tiles: a tile's decision values [tile, n] (at most 64 MiB), its
     // membership flags [tile, n] and its cached Gram matrices (each at most gram_rows_max^2

@@ -144,13 +144,19 @@ inline void add_to_working_set(Svm& s, const std::vector<int64_t>& rows) {
     }
 }
 
-// Initial working set: the key rows with the largest inner product with the query, where
-// an exemplar SVM's support vectors usually lie. f: the query's inner products [n].
-inline std::vector<int64_t> nearest(const float* f, int64_t n, int64_t count) {
+// Initial working set: the `count` key rows nearest the query in Euclidean distance, where
+// an exemplar SVM's support vectors usually lie (ties: lower row first). f [n]: the query's
+// inner products with the keys; sq_norms [n]: the keys' squared norms. |q - x|^2 =
+// |q|^2 - 2 (f - |x|^2 / 2), so the nearest have the largest f - |x|^2 / 2.
+inline std::vector<int64_t> nearest(const float* f, const double* sq_norms, int64_t n, int64_t count) {
+    thread_local std::vector<double> closeness;
+    closeness.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) closeness[size_t(i)] = double(f[i]) - 0.5 * sq_norms[i];
     std::vector<int64_t> order(n);
     for (int64_t i = 0; i < n; ++i) order[i] = i;
+    const double* c = closeness.data();
     std::partial_sort(order.begin(), order.begin() + count, order.end(),
-                      [&](int64_t a, int64_t b) { return f[a] > f[b] || (f[a] == f[b] && a < b); });
+                      [c](int64_t a, int64_t b) { return c[a] > c[b] || (c[a] == c[b] && a < b); });
     order.resize(count);
     return order;
 }

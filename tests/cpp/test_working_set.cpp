@@ -4,6 +4,8 @@
 // pools of odd sizes, with ties, with rows already in the working set and with no violator
 // at all. prune_working_set: the rows it drops are exactly the inactive ones, and the kept
 // Gram block is the old one restricted to the kept slots, whatever the pattern of drops.
+// nearest: the rows nearest a query in Euclidean distance, against distances computed
+// directly, with keys of unequal norms (where the largest inner products are other rows).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -95,6 +97,48 @@ int main() {
             }
             for (int64_t t = 1; t < l; ++t)
                 CHECK(s.in_ws[size_t(ws0[size_t(t - 1)])] == (keep[size_t(t)] ? 1 : 0));
+            ++checked;
+        }
+    }
+    // nearest, on odd sizes: keys of norms 1 to 8 in random directions, ties made by copies.
+    for (int64_t n : {1, 3, 97, 1025}) {
+        constexpr int64_t d = 5;
+        std::normal_distribution<float> normal;
+        std::vector<float> x(size_t(n * d)), q(d);
+        for (float& v : q) v = normal(gen);
+        for (int64_t i = 0; i < n; ++i) {
+            const float scale = 1.f + float(gen() % 8);
+            for (int64_t c = 0; c < d; ++c) x[size_t(i * d + c)] = scale * normal(gen);
+            if (i % 5 == 4)  // a copy of the row before: a tie, which the lower row wins
+                std::copy(x.begin() + (i - 1) * d, x.begin() + i * d, x.begin() + i * d);
+        }
+        std::vector<float> f(static_cast<size_t>(n));
+        std::vector<double> sq(static_cast<size_t>(n)), dist(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+            double ip = 0, nn = 0, dd = 0;
+            for (int64_t c = 0; c < d; ++c) {
+                const double xv = x[size_t(i * d + c)], qv = q[size_t(c)];
+                ip += qv * xv;
+                nn += xv * xv;
+                dd += (qv - xv) * (qv - xv);
+            }
+            f[size_t(i)] = float(ip);
+            sq[size_t(i)] = nn;
+            dist[size_t(i)] = dd;
+        }
+        for (int64_t count : {int64_t(1), std::min<int64_t>(n, 32), n}) {
+            const std::vector<int64_t> got = nearest(f.data(), sq.data(), n, count);
+            CHECK(int64_t(got.size()) == count);
+            std::vector<int64_t> rest(static_cast<size_t>(n));
+            for (int64_t i = 0; i < n; ++i) rest[size_t(i)] = i;
+            for (size_t a = 0; a < got.size(); ++a) {
+                // Each pick is no farther than any row not yet picked (to the rounding of f),
+                // and a copy never precedes its original.
+                for (int64_t i : rest)
+                    CHECK(dist[size_t(got[a])] <= dist[size_t(i)] + 1e-4 * (1 + dist[size_t(i)]));
+                if (a > 0 && dist[size_t(got[a])] == dist[size_t(got[a - 1])]) CHECK(got[a] > got[a - 1]);
+                rest.erase(std::find(rest.begin(), rest.end(), got[a]));
+            }
             ++checked;
         }
     }
