@@ -60,7 +60,7 @@ constexpr double kPruneGradient = 0.05;
 struct Problem {
     const float* keys;
     const double* sq_norms;  // [n]: |x_i|^2
-    const float* panels;  // the keys packed once for the decision values (cpu/scores.h)
+    const float* panels;     // the keys packed once for the decision values (cpu/scores.h)
     int64_t ldk, n, d;
     double B;
     DcdConstants dc;
