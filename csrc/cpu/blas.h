@@ -1,6 +1,6 @@
 // Double-precision BLAS and LAPACK routines, injected by the caller.
-// The core does not link a BLAS: the Python layer hands over the Fortran `dgemm` and
-// `dpotrf` symbols of the BLAS SciPy was built with (scipy.linalg.cython_blas and
+// The core does not link a BLAS: the Python layer hands over the Fortran `dgemm`, `dtrsm`,
+// `dsyrk` and `dpotrf` symbols of the BLAS SciPy was built with (scipy.linalg.cython_blas and
 // cython_lapack), so the exemplar SVMs' Cholesky factors (and their Gram rows on CPUs without
 // AVX-512: cpu/gram.h computes them elsewhere) use the same tuned routines as NumPy/SciPy with
 // no build-time dependency. When none is given, portable fallbacks keep the core usable (and
@@ -19,10 +19,22 @@ using DgemmFn = void (*)(const char* transa, const char* transb, const int* m, c
 // LAPACK Cholesky factorisation (Fortran dpotrf).
 using DpotrfFn = void (*)(const char* uplo, const int* n, double* a, const int* lda, int* info);
 
+// Fortran BLAS dtrsm: B = alpha * op(A)^-1 B (side "L") or alpha * B op(A)^-1 (side "R"),
+// A triangular, column-major.
+using DtrsmFn = void (*)(const char* side, const char* uplo, const char* transa, const char* diag,
+                         const int* m, const int* n, const double* alpha, const double* a, const int* lda,
+                         double* b, const int* ldb);
+
+// Fortran BLAS dsyrk: C = alpha * A A^T + beta * C (trans "N"), one triangle of C, column-major.
+using DsyrkFn = void (*)(const char* uplo, const char* trans, const int* n, const int* k, const double* alpha,
+                         const double* a, const int* lda, const double* beta, double* c, const int* ldc);
+
 // The BLAS / LAPACK routines the caller injects (any may be null: portable fallbacks are used).
 struct Blas {
     DgemmFn dgemm = nullptr;
     DpotrfFn dpotrf = nullptr;
+    DtrsmFn dtrsm = nullptr;  // with dsyrk and dpotrf: GrowingCholesky::append_block
+    DsyrkFn dsyrk = nullptr;
 };
 
 // Gram matrix of augmented rows, K[i, j] = x_i . x_j + B^2, for row-major x [l, d] (double)

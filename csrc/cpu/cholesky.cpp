@@ -39,6 +39,37 @@ SIMATTR_CLONES_FMA void forward_cols(const double* L, int64_t ld, int64_t n, dou
     }
 }
 
+// X L^T = B in place (no BLAS): X, B [k, n] column-major with leading dimension ld (L as
+// above). Column c of X is (B_c - sum_{p<c} X_p L[c, p]) / L[c, c].
+void solve_right_lower_t(const double* L, int64_t ld, int64_t n, double* X, int64_t k) {
+    for (int64_t c = 0; c < n; ++c) {
+        double* Xc = X + c * ld;
+        for (int64_t p = 0; p < c; ++p) {
+            const double lcp = L[p * ld + c];
+            const double* Xp = X + p * ld;
+            for (int64_t a = 0; a < k; ++a) Xc[a] -= Xp[a] * lcp;
+        }
+        const double inv = 1.0 / L[c * ld + c];
+        for (int64_t a = 0; a < k; ++a) Xc[a] *= inv;
+    }
+}
+
+// Factors the lower triangle of T [k, k] (column-major, leading dimension ld) in place, left-
+// looking (no LAPACK). A non-positive pivot leaves a zero or NaN on the diagonal, which the
+// caller's pivot test rejects.
+void factor_lower(double* T, int64_t ld, int64_t k) {
+    for (int64_t j = 0; j < k; ++j) {
+        double* Tj = T + j * ld;
+        for (int64_t p = 0; p < j; ++p) {
+            const double* Tp = T + p * ld;
+            for (int64_t i = j; i < k; ++i) Tj[i] -= Tp[i] * Tp[j];
+        }
+        const double r = std::sqrt(std::max(Tj[j], 0.0));
+        Tj[j] = r;
+        for (int64_t i = j + 1; i < k; ++i) Tj[i] /= r;
+    }
+}
+
 // L^T x = y in place: row a of L^T is column a of L, so each unknown is one dot product.
 SIMATTR_CLONES_FMA void backward_cols(const double* L, int64_t ld, int64_t n, double* b) {
     for (int64_t a = n - 1; a >= 0; --a) {
@@ -118,6 +149,46 @@ bool GrowingCholesky::append(const double* m, double diag) {
     for (int64_t k = 0; k < n_; ++k) L_[k * ld_ + n_] = z_[k];  // row n_: one entry per column
     L_[n_ * ld_ + n_] = std::sqrt(pivot);
     ++n_;
+    return true;
+}
+
+bool GrowingCholesky::append_block(const Blas& blas, const double* Mon, const double* Mnn, int64_t k) {
+    if (k == 0) return true;
+    const int64_t n = n_;
+    if (n + k > ld_) grow(std::max(n + k, ld_ + ld_ / 2));
+    // The new rows of L, L21 [k, n] (rows n.. of columns 0..n - 1), solve L21 L^T = Mon; the
+    // trailing block L22 [k, k] factors T = Mnn - L21 L21^T. Both are written in place.
+    double* L = L_.get();
+    double* L21 = L + n;
+    double* T = L + n * ld_ + n;
+    for (int64_t c = 0; c < n; ++c)
+        for (int64_t a = 0; a < k; ++a) L21[c * ld_ + a] = Mon[a * n + c];
+    for (int64_t b = 0; b < k; ++b)  // the lower triangle of Mnn (row b of its upper one)
+        for (int64_t a = b; a < k; ++a) T[b * ld_ + a] = Mnn[b * k + a];
+    if (blas.dtrsm != nullptr && blas.dsyrk != nullptr && blas.dpotrf != nullptr) {
+        const int N = int(n), K = int(k), LD = int(ld_);
+        const double one = 1.0, minus_one = -1.0;
+        int info = 0;
+        if (n > 0) {
+            blas.dtrsm("R", "L", "T", "N", &K, &N, &one, L, &LD, L21, &LD);
+            blas.dsyrk("L", "N", &K, &N, &minus_one, L21, &LD, &one, T, &LD);
+        }
+        blas.dpotrf("L", &K, T, &LD, &info);
+        if (info != 0) return false;
+    } else {
+        solve_right_lower_t(L, ld_, n, L21, k);
+        for (int64_t b = 0; b < k; ++b)
+            for (int64_t c = 0; c < n; ++c) {
+                const double lb = L21[c * ld_ + b];
+                for (int64_t a = b; a < k; ++a) T[b * ld_ + a] -= L21[c * ld_ + a] * lb;
+            }
+        factor_lower(T, ld_, k);
+    }
+    // A pivot (the diagonal of the factor, squared) is what append() would have found for
+    // that row: the same singularity test.
+    for (int64_t a = 0; a < k; ++a)
+        if (!(T[a * ld_ + a] * T[a * ld_ + a] > kMinPivotRatio * Mnn[a * k + a])) return false;
+    n_ = n + k;
     return true;
 }
 

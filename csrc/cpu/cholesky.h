@@ -28,6 +28,13 @@ public:
     // order), diag its diagonal entry. Returns false (factor unchanged) when the extended
     // matrix is not numerically SPD.
     bool append(const double* m, double diag);
+    // Appends k rows and columns at once: Mon [k, n] (row-major) their entries against the
+    // current rows (in order), Mnn [k, k] (row-major, symmetric; the upper triangle is read)
+    // their block. The new rows of L solve L21 L^T = Mon (dtrsm) and the trailing block
+    // factors Mnn - L21 L21^T (dsyrk, dpotrf; loops where blas lacks them): with n rows
+    // already factored, n^3 / 3 fewer flops than refactoring, always. Returns false (factor
+    // unchanged) when the extended matrix is not numerically SPD.
+    bool append_block(const Blas& blas, const double* Mon, const double* Mnn, int64_t k);
     // Deletes rows and columns js[0] < js[1] < ... < js[r - 1] (each < n), in O(n^2 r).
     void remove(const int64_t* js, int64_t r);
     void remove(int64_t j) { remove(&j, 1); }

@@ -56,18 +56,20 @@ bool from_warm(NewtonWarm& warm, const int64_t* slot_ids, int64_t l, const std::
             drop.push_back(int64_t(r));
         }
     }
-    int64_t missing = 0;
-    for (int64_t t : A) missing += !have[t];
-    if (kept.empty() || refactor_cheaper(int64_t(drop.size()) + missing, int64_t(A.size()))) return false;
+    // Rows it lacks are appended as one block, always cheaper than refactoring; deleted rows
+    // each cost a rotation of the trailing block, which stops paying when many go.
+    if (kept.empty() || refactor_cheaper(int64_t(drop.size()), int64_t(A.size()))) return false;
     warm.chol.remove(drop.data(), int64_t(drop.size()));  // drop is ascending
-    std::vector<int64_t> wanted;
+    thread_local std::vector<int64_t> wanted, missing;
     wanted.swap(A);
     A = kept;
+    missing.clear();
     for (int64_t t : wanted)
-        if (!have[t] && !append(t)) {
-            A.swap(wanted);  // the caller refactors the whole set
-            return false;
-        }
+        if (!have[t]) missing.push_back(t);
+    if (!append(missing)) {
+        A.swap(wanted);  // the caller refactors the whole set
+        return false;
+    }
     return true;
 }
 
@@ -109,12 +111,19 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
         if (warm != nullptr) ++warm->refactors;
         return chol.factor(blas, M.data(), n);
     };
-    // Appends slot t to the factor and to A; false when the extension is not SPD.
-    const auto append = [&](int64_t t) {
-        row.resize(A.size());
-        for (size_t a = 0; a < A.size(); ++a) row[a] = entry(t, A[a]);
-        if (!chol.append(row.data(), entry(t, t) + dc.diag(t))) return false;
-        A.push_back(t);
+    // Appends slots ts to the factor and to A, as one block; false (A and the factor as they
+    // were) when the extension is not SPD.
+    const auto append = [&](const std::vector<int64_t>& ts) {
+        const int64_t n = int64_t(A.size()), k = int64_t(ts.size());
+        row.resize(size_t(k * (n + k)));  // Mon [k, n], then Mnn [k, k]
+        double* Mnn = row.data() + k * n;
+        for (int64_t a = 0; a < k; ++a) {
+            for (int64_t b = 0; b < n; ++b) row[size_t(a * n + b)] = entry(ts[a], A[b]);
+            for (int64_t b = a; b < k; ++b)
+                Mnn[a * k + b] = entry(ts[a], ts[b]) + (a == b ? dc.diag(ts[a]) : 0.0);
+        }
+        if (!chol.append_block(blas, row.data(), Mnn, k)) return false;
+        A.insert(A.end(), ts.begin(), ts.end());
         return true;
     };
     const bool ok =
@@ -170,13 +179,7 @@ bool newton_active_set(const Blas& blas, const double* K, int64_t l, const DcdCo
         if (!add.empty()) {
             if (n + int64_t(add.size()) > kMaxActive) return false;
             for (int64_t t : add) in[t] = 1;
-            if (refactor_cheaper(int64_t(add.size()), n)) {
-                A.insert(A.end(), add.begin(), add.end());
-                if (!(keep.valid = refactor())) return false;
-                continue;
-            }
-            for (int64_t t : add)
-                if (!append(t)) return false;  // the factor still matches A
+            if (!append(add)) return false;  // the factor still matches A
             continue;
         }
         if (max_pg(alpha2.data(), g2, l, dc) >= pg0) return false;

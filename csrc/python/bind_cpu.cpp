@@ -36,8 +36,10 @@ void* capsule_pointer(const py::capsule& cap) {
     return p;
 }
 
-void set_blas(py::capsule dgemm, py::capsule dpotrf) {
+void set_blas(py::capsule dgemm, py::capsule dtrsm, py::capsule dsyrk, py::capsule dpotrf) {
     g_blas.dgemm = reinterpret_cast<DgemmFn>(capsule_pointer(dgemm));
+    g_blas.dtrsm = reinterpret_cast<DtrsmFn>(capsule_pointer(dtrsm));
+    g_blas.dsyrk = reinterpret_cast<DsyrkFn>(capsule_pointer(dsyrk));
     g_blas.dpotrf = reinterpret_cast<DpotrfFn>(capsule_pointer(dpotrf));
 }
 
@@ -148,9 +150,12 @@ PYBIND11_MODULE(_cpu, m) {
             });
         },
         py::arg("n"), py::arg("bad"), py::arg("n_threads"));
-    m.def("set_blas", &set_blas, py::arg("dgemm"), py::arg("dpotrf"));
+    m.def("set_blas", &set_blas, py::arg("dgemm"), py::arg("dtrsm"), py::arg("dsyrk"), py::arg("dpotrf"));
     m.def("clear_blas", [] { g_blas = Blas{}; }, "Use the portable fallbacks (for tests).");
-    m.def("has_blas", [] { return g_blas.dgemm != nullptr && g_blas.dpotrf != nullptr; });
+    m.def("has_blas", [] {
+        return g_blas.dgemm != nullptr && g_blas.dtrsm != nullptr && g_blas.dsyrk != nullptr &&
+               g_blas.dpotrf != nullptr;
+    });
     py::class_<TopkAccumulator>(m, "TopkAccumulator")
         .def(py::init<int64_t, int64_t>(), py::arg("nq"), py::arg("k"))
         .def_property_readonly("rows", &TopkAccumulator::rows)

@@ -18,13 +18,13 @@ MAX_THREADS = 1024
 
 @cache
 def cpu():
-    """The CPU module, wired to SciPy's BLAS and LAPACK (dpotrf for the Newton step's
-    factors; dgemm for Gram rows where the CPU lacks AVX-512): the same tuned routines SciPy
-    uses, with no BLAS dependency at build time."""
+    """The CPU module, wired to SciPy's BLAS and LAPACK (dpotrf, dtrsm and dsyrk for the
+    Newton step's factors; dgemm for Gram rows where the CPU lacks AVX-512): the same tuned
+    routines SciPy uses, with no BLAS dependency at build time."""
     from scipy.linalg import cython_blas, cython_lapack
 
     blas, lapack = cython_blas.__pyx_capi__, cython_lapack.__pyx_capi__
-    _cpu.set_blas(blas["dgemm"], lapack["dpotrf"])
+    _cpu.set_blas(blas["dgemm"], blas["dtrsm"], blas["dsyrk"], lapack["dpotrf"])
     return _cpu
 
 

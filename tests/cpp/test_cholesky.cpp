@@ -1,7 +1,7 @@
 // GrowingCholesky against a direct solve: after every append and delete, L L^T x = b must
 // solve the current matrix (checked by its residual), for random SPD matrices of odd sizes,
 // deletions at the first, a middle and the last position, one at a time and several at once,
-// and growth past the capacity.
+// and growth past the capacity; blocks appended at once (append_block) the same way.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -88,6 +88,59 @@ int main() {
             idx.push_back(back);
             CHECK(residual(c, S, N, idx) < 1e-9);
         }
+    }
+    // Blocks: factor the first rows, then append blocks of 1, 3 and the rest (past the
+    // capacity), each against what is there; delete some and append a block again.
+    for (int64_t N : {1, 3, 97, 211}) {
+        std::vector<double> G(size_t(N * N)), S(size_t(N * N), 0.0);
+        for (double& g : G) g = normal(rng);
+        for (int64_t i = 0; i < N; ++i)
+            for (int64_t j = 0; j < N; ++j) {
+                for (int64_t k = 0; k < N; ++k) S[i * N + j] += G[i * N + k] * G[j * N + k];
+                if (i == j) S[i * N + j] += double(N);
+            }
+        std::vector<int64_t> idx{N - 1};
+        GrowingCholesky c;
+        CHECK(c.factor(no_lapack, &S[(N - 1) * N + N - 1], 1));
+        const auto append_rows = [&](const std::vector<int64_t>& ts) {
+            const int64_t n = int64_t(idx.size()), k = int64_t(ts.size());
+            std::vector<double> Mon(size_t(k * n)), Mnn(size_t(k * k));
+            for (int64_t a = 0; a < k; ++a) {
+                for (int64_t b = 0; b < n; ++b) Mon[size_t(a * n + b)] = S[ts[a] * N + idx[b]];
+                for (int64_t b = 0; b < k; ++b)  // the lower triangle is garbage: not read
+                    Mnn[size_t(a * k + b)] = b >= a ? S[ts[a] * N + ts[b]] : std::nan("");
+            }
+            CHECK(c.append_block(no_lapack, Mon.data(), Mnn.data(), k));
+            idx.insert(idx.end(), ts.begin(), ts.end());
+            CHECK(c.size() == int64_t(idx.size()));
+            CHECK(residual(c, S, N, idx) < 1e-9);
+        };
+        int64_t next = 0;
+        for (int64_t k : {int64_t(1), int64_t(3), N}) {
+            std::vector<int64_t> ts;
+            for (; next < N - 1 && int64_t(ts.size()) < k; ++next) ts.push_back(next);
+            append_rows(ts);  // an empty block too, once the rows run out
+        }
+        if (idx.size() > 4) {
+            const int64_t js[] = {1, 2};
+            const std::vector<int64_t> back{idx[1], idx[2]};
+            c.remove(js, 2);
+            idx.erase(idx.begin() + 1, idx.begin() + 3);
+            append_rows(back);
+        }
+    }
+    // A singular block is refused and leaves the factor as it was: rows 1 and 2 of the new
+    // block copy row 0 of the factor.
+    {
+        GrowingCholesky c;
+        const double one = 1.0, Mon[] = {0.5, 1.0, 1.0},
+                     Mnn[] = {2.0, 0.5, 0.5, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0};
+        CHECK(c.factor(Blas{}, &one, 1));
+        CHECK(!c.append_block(Blas{}, Mon, Mnn, 3));
+        CHECK(c.size() == 1);
+        double x = 2.0;
+        c.solve(&x);
+        CHECK(x == 2.0);
     }
     // A singular extension is refused and leaves the factor as it was: appending a copy of
     // an existing row of M = [[1, 1], [1, 1]].
