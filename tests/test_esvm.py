@@ -92,6 +92,31 @@ def test_gram_rows_fallback_gives_the_same_svms(digits):
         cpu.set_gram_kernel("avx2")
 
 
+@pytest.mark.parametrize("with_blas", [True, False])
+def test_newton_steps_land(digits, with_blas):
+    """Squared-hinge SVMs in Gram form end each round with a Newton step on their active set,
+    whose factor grows by blocks between rounds (SciPy's dtrsm/dsyrk/dpotrf, or the core's
+    loops without them). A step that lands leaves one confirming sweep a round (about 4 in
+    all here); a wrong factor is caught only by those sweeps, which then take hundreds."""
+    from simattr_fast._kernels import backend
+    from simattr_fast._kernels.esvm import _esvm_cpu
+
+    x, y = digits
+    q, pool = x[y == 3][:20], x[y != 3][:1200]
+    params = dict(C=0.1, squared_hinge=True, intercept_scaling=1.0, tol=1e-6, max_iter=10000, seed=0)
+    params["query_ids"] = np.arange(len(q))
+    cpu = backend.cpu()
+    if not with_blas:
+        cpu.clear_blas()
+    try:
+        with backend.kernel_threads():
+            _, _, n_iter, conv = _esvm_cpu(q, pool, 10, None, None, params, 0, False)
+    finally:
+        backend.cpu.cache_clear()
+        assert backend.cpu().has_blas()
+    assert conv.all() and n_iter.max() <= 12, n_iter
+
+
 def test_hinge_loss(digits):
     x, y = digits
     a = agreement(x[y == 1][:3], x[y != 1][:300], 0.1, loss="hinge")
