@@ -5,6 +5,7 @@
 
 #include "common/parallel.h"
 #include "common/simd.h"
+#include "cpu/float_select.h"
 #include "cpu/key_sort.h"
 #include "cpu/prefilter.h"
 #include "cpu/scores.h"
@@ -95,11 +96,7 @@ SIMATTR_CLONES float TopkAccumulator::block_floor(const float* s, int64_t n, flo
             if (m >= k_ && guess >= above) return guess;
         }
     }
-    tmp.clear();
-    for (int64_t c = 0; c < n; ++c)
-        if (s[c] >= above) tmp.push_back(s[c]);
-    std::nth_element(tmp.begin(), tmp.begin() + (k_ - 1), tmp.end(), std::greater<float>());
-    return tmp[k_ - 1];  // scores equal to it are kept: ties are resolved by id
+    return kth_largest(s, n, above, k_);  // scores equal to it are kept: ties are resolved by id
 }
 
 SIMATTR_CLONES void TopkAccumulator::push_row(int64_t row, const float* s, const int64_t* ids,
