@@ -25,15 +25,16 @@ constexpr double kLooseTol = 1e-1;
 // The working set starts from the 32 key rows nearest the query in Euclidean distance (not
 // by inner product: with keys of unequal norms, the main job's support vectors lie among the
 // nearest by distance, 53% of them within as many rows, against 13% by inner product; 6.6
-// rounds became 5.8 and the main job 8% faster); each round adds the worst
-// violators, at most half its size and between 32 and 128 of them. Every row added costs a
+// rounds became 5.8 and the main job 6-8% faster); each round adds the worst
+// violators, at most half its size and between 32 and 64 of them. Every row added costs a
 // Gram row and a place in the Newton system, and one that is not a support vector is dropped
 // again, so slow growth pays: on the main job (Fashion-MNIST's SimCLR embedding, all 10,000
 // test images) 14.1 s with 16 rows and 2x the size a round, 9.4 s with this rule. The cap
 // matters where the working sets grow to ~1,000 rows (i.i.d. Gaussian data at d = 512:
-// 10.3 s without it, 7.6 s with it, 7.6 s with the old rule).
+// 10.3 s without it, 7.6 s with a cap of 128; since the Newton factor grows by blocks, a cap
+// of 64 is 5% faster there again, 256 20% slower, and the other data are unchanged).
 constexpr int64_t kInitialWorkingSet = 32;
-constexpr int64_t kMinAdd = 32, kMaxAdd = 128;
+constexpr int64_t kMinAdd = 32, kMaxAdd = 64;
 // Working sets up to this size (and below 2d) use the Gram form: O(l) per visit, K [l, l]
 // in double (32 MiB at most).
 constexpr int64_t kGramMax = 2048;
