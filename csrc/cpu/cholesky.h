@@ -1,6 +1,7 @@
-// A Cholesky factor that follows a changing active set: rows and columns are appended
-// (O(n^2) each) or deleted (a rank-one update of the trailing block, O(n^2)) without
-// refactoring, so an active-set Newton method pays O(n^2) per change instead of O(n^3).
+// A Cholesky factor that follows a changing active set: rows and columns are appended (one
+// at a time in O(n^2) each, or k at once in O(n^2 k) with BLAS-3) or deleted (a rank-one
+// update of the trailing block, O(n^2)) without refactoring, so an active-set Newton method
+// pays O(n^2) per change instead of O(n^3).
 //
 // Layout: L is lower triangular, column-major with leading dimension ld (the capacity),
 // L L^T = M for the current n x n SPD matrix M: LAPACK's dpotrf("L") factors it in place, and
