@@ -55,8 +55,12 @@ constexpr int64_t kGramTileBytes = int64_t(2) << 30;
 int64_t gram_rows_max(int64_t d, int64_t n, bool squared) {
     return std::min({kGramMax, n + 1, std::max(2 * d, squared ? std::min(4 * d, kGramNewtonMax) : 0)});
 }
-// Working-set rows with alpha 0 and a gradient above this (in margin units) are dropped.
-constexpr double kPruneGradient = 0.05;
+// Working-set rows with alpha 0 and a gradient above this (in margin units) are dropped. A
+// row dropped too early is found again by the next round's check, but one kept costs its
+// place in every solve: 0.01 rather than 0.05 made i.i.d. Gaussian data 7% faster (300
+// queries: 9.7-9.8 s to 8.8-9.3 s), 0 to 0.01 measured the same, 0.2 and 1 were 40-70% slower,
+// and the other data are unchanged within noise.
+constexpr double kPruneGradient = 0.01;
 
 struct Problem {
     const float* keys;
