@@ -12,20 +12,28 @@ namespace simattr {
 
 using Key = uint64_t;
 
-SIMATTR_HD inline Key pack(float score, int64_t id) {
+// Ascending floats -> ascending uints (-0 maps as +0, so the two tie; not for NaN).
+SIMATTR_HD inline uint32_t ascending_bits(float score) {
     uint32_t u;
-    const float s = score == 0.f ? 0.f : score;  // -0 ties with +0
+    const float s = score == 0.f ? 0.f : score;
     memcpy(&u, &s, 4);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // ascending floats -> ascending uints
-    return (Key(~u) << 32) | Key(uint32_t(id));
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-SIMATTR_HD inline float unpack_score(Key key) {
-    uint32_t u = ~uint32_t(key >> 32);
+// The inverse of ascending_bits (-0 comes back as +0).
+SIMATTR_HD inline float from_ascending_bits(uint32_t u) {
     u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+SIMATTR_HD inline Key pack(float score, int64_t id) {
+    return (Key(~ascending_bits(score)) << 32) | Key(uint32_t(id));
+}
+
+SIMATTR_HD inline float unpack_score(Key key) {
+    return from_ascending_bits(~uint32_t(key >> 32));
 }
 
 SIMATTR_HD inline int64_t unpack_id(Key key) {

@@ -5,27 +5,13 @@
 // job.
 #pragma once
 #include <cstdint>
-#include <cstring>
 #include <vector>
+
+#include "common/packed_key.h"  // ascending_bits
 
 namespace simattr {
 
 namespace float_select_detail {
-
-// Ascending floats -> ascending uints (-0 as +0; inputs are not NaN).
-inline uint32_t ordered_bits(float f) {
-    uint32_t u;
-    const float s = f == 0.f ? 0.f : f;
-    std::memcpy(&u, &s, 4);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-inline float from_ordered_bits(uint32_t u) {
-    u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
 
 // Among bits [shift, shift + bits) of the values in v, the bucket holding the r-th largest
 // (r >= 1, counted from the top); r becomes its rank within that bucket.
@@ -47,7 +33,7 @@ inline float kth_largest(const float* s, int64_t n, float above, int64_t k) {
     thread_local std::vector<uint32_t> v, w;
     v.clear();
     for (int64_t i = 0; i < n; ++i)
-        if (s[i] >= above) v.push_back(ordered_bits(s[i]));
+        if (s[i] >= above) v.push_back(ascending_bits(s[i]));
     int64_t r = k;
     uint32_t prefix = 0;
     for (const auto& [shift, bits] : {std::pair{21, 11}, std::pair{10, 11}, std::pair{0, 10}}) {
@@ -58,7 +44,7 @@ inline float kth_largest(const float* s, int64_t n, float above, int64_t k) {
             if (((u >> shift) & ((1u << bits) - 1)) == b) w.push_back(u);
         v.swap(w);
     }
-    return from_ordered_bits(prefix);
+    return from_ascending_bits(prefix);
 }
 
 }  // namespace simattr

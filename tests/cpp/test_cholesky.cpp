@@ -30,6 +30,19 @@ double residual(const GrowingCholesky& c, const std::vector<double>& S, int64_t 
     return worst;
 }
 
+// S = G G^T + N I [N, N] for G of standard normal entries: SPD with a moderate condition
+// number.
+std::vector<double> random_spd(int64_t N, std::mt19937_64& rng, std::normal_distribution<double>& normal) {
+    std::vector<double> G(size_t(N * N)), S(size_t(N * N), 0.0);
+    for (double& g : G) g = normal(rng);
+    for (int64_t i = 0; i < N; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+            for (int64_t k = 0; k < N; ++k) S[i * N + j] += G[i * N + k] * G[j * N + k];
+            if (i == j) S[i * N + j] += double(N);
+        }
+    return S;
+}
+
 }  // namespace
 
 int main() {
@@ -37,14 +50,7 @@ int main() {
     std::normal_distribution<double> normal;
     const Blas no_lapack;  // the portable fallback factorisation
     for (int64_t N : {1, 3, 97}) {
-        // S = G G^T + N I: SPD with a moderate condition number.
-        std::vector<double> G(size_t(N * N)), S(size_t(N * N), 0.0);
-        for (double& g : G) g = normal(rng);
-        for (int64_t i = 0; i < N; ++i)
-            for (int64_t j = 0; j < N; ++j) {
-                for (int64_t k = 0; k < N; ++k) S[i * N + j] += G[i * N + k] * G[j * N + k];
-                if (i == j) S[i * N + j] += double(N);
-            }
+        const std::vector<double> S = random_spd(N, rng, normal);
         // Factor the first half directly, append the rest one by one (past the capacity).
         const int64_t h = (N + 1) / 2;
         std::vector<int64_t> idx;
@@ -92,13 +98,7 @@ int main() {
     // Blocks: factor the first rows, then append blocks of 1, 3 and the rest (past the
     // capacity), each against what is there; delete some and append a block again.
     for (int64_t N : {1, 3, 97, 211}) {
-        std::vector<double> G(size_t(N * N)), S(size_t(N * N), 0.0);
-        for (double& g : G) g = normal(rng);
-        for (int64_t i = 0; i < N; ++i)
-            for (int64_t j = 0; j < N; ++j) {
-                for (int64_t k = 0; k < N; ++k) S[i * N + j] += G[i * N + k] * G[j * N + k];
-                if (i == j) S[i * N + j] += double(N);
-            }
+        const std::vector<double> S = random_spd(N, rng, normal);
         std::vector<int64_t> idx{N - 1};
         GrowingCholesky c;
         CHECK(c.factor(no_lapack, &S[(N - 1) * N + N - 1], 1));
