@@ -10,7 +10,6 @@ function(simattr_add_core name)
     ${SIMATTR_SRC_DIR}/cpu/topk_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/prefilter_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/prefilter_kernels_cpu.cpp
-    ${SIMATTR_SRC_DIR}/cpu/prefilter_compress_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/prefilter_amx_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/rows_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/dcd_cpu.cpp

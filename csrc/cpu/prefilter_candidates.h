@@ -1,6 +1,5 @@
 // A query's candidates while the first pass runs, and the floor they are cut to. Internal to
-// prefilter_cpu.cpp. Needs AVX-512F, as the first pass does (bf16_prefilter_available()): the
-// loops over entries are cpu/prefilter_compress_cpu.cpp's.
+// prefilter_cpu.cpp.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -9,19 +8,6 @@
 
 namespace simattr {
 namespace prefilter_detail {
-
-// Moves the entries c < n with up[c] >= floor (and their row[c]) to the front, in order, in
-// place; returns how many.
-int64_t keep_reaching(float* up, int64_t* row, int64_t n, float floor);
-// The same for values alone.
-int64_t keep_reaching(float* v, int64_t n, float floor);
-// How many of v [n] are >= x.
-int64_t count_reaching(const float* v, int64_t n, float x);
-// Of the entries c < n with up[c] >= floor, the first `cap` in order go to taken_rows (their
-// rows; *taken of them); every other entry moves to the front of up and row, in order, in
-// place (the returned count).
-int64_t split_reaching(float* up, int64_t* row, int64_t n, float floor, int64_t cap, int64_t* taken_rows,
-                       int64_t* taken);
 
 // One query's candidates: (upper bound, key row), in ascending key row order.
 struct Pending {
@@ -33,9 +19,15 @@ struct Pending {
         row.clear();
         clean = 0;
     }
-    // Keeps the entries whose upper bound reaches `floor`, in order.
+    // Keeps the entries whose upper bound reaches `floor`, in order (branch-free: about half
+    // of them go on a first cut, an unpredictable branch).
     void cut(float floor) {
-        const size_t kept = size_t(keep_reaching(up.data(), row.data(), int64_t(up.size()), floor));
+        size_t kept = 0;
+        for (size_t c = 0; c < up.size(); ++c) {
+            up[kept] = up[c];
+            row[kept] = row[c];
+            kept += up[c] >= floor;
+        }
         up.resize(kept);
         row.resize(kept);
         clean = kept;
@@ -55,7 +47,9 @@ inline float kth_floor(const float* vals, int64_t n, int64_t k, std::vector<floa
         if (rank < kSample) {
             std::nth_element(sample, sample + rank, sample + kSample, std::greater<float>());
             const float v = sample[rank];
-            if (count_reaching(vals, n, v) >= k) return v;
+            int64_t count = 0;
+            for (int64_t i = 0; i < n; ++i) count += vals[i] >= v;
+            if (count >= k) return v;
         }
     }
     tmp.assign(vals, vals + n);
@@ -68,10 +62,19 @@ inline float kth_floor(const float* vals, int64_t n, int64_t k, std::vector<floa
 inline void take_likely_top(Pending& pend, int64_t k, std::vector<int64_t>& rows, std::vector<float>& tmp) {
     const int64_t c = int64_t(pend.up.size());
     const float U = kth_floor(pend.up.data(), c, k, tmp);
-    rows.resize(size_t(k));
-    int64_t taken = 0;
-    const size_t kept = size_t(split_reaching(pend.up.data(), pend.row.data(), c, U, k, rows.data(), &taken));
-    rows.resize(size_t(taken));
+    rows.resize(size_t(k + 1));  // slot k: a scratch write once k are taken
+    size_t taken = 0, kept = 0;
+    for (int64_t j = 0; j < c; ++j) {  // branch-free: a coin flip for most entries
+        const float u = pend.up[size_t(j)];
+        const int64_t row = pend.row[size_t(j)];
+        const bool take = u >= U && taken < size_t(k);
+        rows[taken] = row;
+        pend.up[kept] = u;
+        pend.row[kept] = row;
+        taken += take;
+        kept += !take;
+    }
+    rows.resize(taken);
     pend.up.resize(kept);
     pend.row.resize(kept);
 }

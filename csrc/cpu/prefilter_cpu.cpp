@@ -119,7 +119,12 @@ void offer_chunk(Scratch& s, int64_t r, int64_t k0, int64_t k, int64_t passed, i
     best.insert(best.end(), s.lo.begin(), s.lo.begin() + n_lo);
     if (int64_t(best.size()) >= 2 * k || (k0 == 0 && int64_t(best.size()) >= k)) {  // amortised
         const float f = floor = std::max(floor, kth_floor(best.data(), int64_t(best.size()), k, s.sel));
-        best.resize(size_t(keep_reaching(best.data(), int64_t(best.size()), f)));
+        size_t kept = 0;
+        for (float v : best) {  // branch-free: most go
+            best[kept] = v;
+            kept += v >= f;
+        }
+        best.resize(kept);
     }
     pend.up.insert(pend.up.end(), s.up.begin(), s.up.begin() + passed);
     const size_t at = pend.row.size();
@@ -148,8 +153,9 @@ void rescore_tile(Scratch& s, int64_t qn, const float* queries, int64_t ldq, con
         const bool last = end >= nb;
         for (int64_t r = 0; r < qn; ++r) {
             const std::vector<int64_t>& rows = s.rows[size_t(r)];
-            int64_t stop = last ? int64_t(rows.size()) : pos[r];  // a short walk: ~1/25 of them a block
-            while (stop < int64_t(rows.size()) && rows[size_t(stop)] < end) ++stop;
+            const int64_t stop =
+                last ? int64_t(rows.size())
+                     : std::lower_bound(rows.begin() + pos[r], rows.end(), end) - rows.begin();
             const int64_t m = last ? stop - pos[r] : (stop - pos[r]) / 16 * 16;
             if (m > 0)
                 score_candidates(queries + r * ldq, keys, ldk, rows.data() + pos[r], m, d,
