@@ -104,8 +104,14 @@ void GrowingCholesky::reset(int64_t capacity) {
     if (capacity > ld_) grow(capacity);
 }
 
+void GrowingCholesky::set_pool(BufferPool* pool) {
+    L_ = PooledDoubles(pool);
+    ld_ = n_ = 0;
+}
+
 void GrowingCholesky::grow(int64_t capacity) {
-    std::unique_ptr<double[]> grown(new double[size_t(capacity * capacity)]);
+    PooledDoubles grown(L_.pool());
+    grown.reset(size_t(capacity * capacity));
     for (int64_t k = 0; k < n_; ++k) std::copy(&L_[k * ld_ + k], &L_[k * ld_ + n_], &grown[k * capacity + k]);
     L_.swap(grown);
     ld_ = capacity;
@@ -118,7 +124,7 @@ bool GrowingCholesky::factor(const Blas& blas, const double* M, int64_t n) {
         for (int64_t a = 0; a < n; ++a) std::copy(M + a * n + a, M + a * n + n, &L_[a * ld_ + a]);
         const int N = int(n), LD = int(ld_);
         int info = 0;
-        blas.dpotrf("L", &N, L_.get(), &LD, &info);
+        blas.dpotrf("L", &N, L_.data(), &LD, &info);
         if (info != 0) return false;
         n_ = n;
         return true;
@@ -136,7 +142,7 @@ bool GrowingCholesky::factor(const Blas& blas, const double* M, int64_t n) {
 }
 
 void GrowingCholesky::forward(double* b) const {
-    forward_cols(L_.get(), ld_, n_, b);
+    forward_cols(L_.data(), ld_, n_, b);
 }
 
 bool GrowingCholesky::append(const double* m, double diag) {
@@ -158,7 +164,7 @@ bool GrowingCholesky::append_block(const Blas& blas, const double* Mon, const do
     if (n + k > ld_) grow(std::max(n + k, ld_ + ld_ / 2));
     // The new rows of L, L21 [k, n] (rows n.. of columns 0..n - 1), solve L21 L^T = Mon; the
     // trailing block L22 [k, k] factors T = Mnn - L21 L21^T. Both are written in place.
-    double* L = L_.get();
+    double* L = L_.data();
     double* L21 = L + n;
     double* T = L + n * ld_ + n;
     for (int64_t c = 0; c < n; ++c)
@@ -207,7 +213,7 @@ void GrowingCholesky::remove(const int64_t* js, int64_t r) {
             kept_.push_back(i);
     }
     const int64_t tk = int64_t(kept_.size());
-    double* L = L_.get();
+    double* L = L_.data();
     cols_.resize(size_t(r * tk));  // [r][tk]: v_c on the kept rows from j0 on (0 above row js[c])
     for (int64_t c = 0; c < r; ++c) {
         const double* col = L + js[c] * ld_;
@@ -232,8 +238,8 @@ void GrowingCholesky::remove(const int64_t* js, int64_t r) {
 }
 
 void GrowingCholesky::solve(double* b) const {
-    forward(b);                           // L y = b
-    backward_cols(L_.get(), ld_, n_, b);  // L^T x = y
+    forward(b);                            // L y = b
+    backward_cols(L_.data(), ld_, n_, b);  // L^T x = y
 }
 
 }  // namespace simattr

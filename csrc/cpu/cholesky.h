@@ -8,10 +8,10 @@
 // the inner loops of the solves and of a deletion's rotations run down contiguous columns.
 #pragma once
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "cpu/blas.h"
+#include "cpu/buffer_pool.h"
 
 namespace simattr {
 
@@ -19,6 +19,9 @@ class GrowingCholesky {
 public:
     // Room for up to `capacity` rows; resets to the empty factor.
     void reset(int64_t capacity);
+    // Where the factor's storage comes from (and goes back to) from now on: pool, or new[]
+    // when null. The current storage is released first (the factor is emptied).
+    void set_pool(BufferPool* pool);
     int64_t size() const { return n_; }
 
     // Factors M [n, n] (symmetric, row-major, stride n; only the upper triangle, diagonal
@@ -45,9 +48,9 @@ public:
 private:
     void grow(int64_t capacity);    // keeps the factor
     void forward(double* b) const;  // L y = b in place (b [n])
-    // Left uninitialised (new[] without ()): only the lower triangle is ever touched, so
-    // half of a large factor's pages are never faulted in.
-    std::unique_ptr<double[]> L_;
+    // Left uninitialised: only the lower triangle is ever touched, so half of a large
+    // factor's pages are never faulted in.
+    PooledDoubles L_;
     std::vector<double> v_, z_, cols_;  // scratch of factor(), append() and remove()
     std::vector<int64_t> kept_;         // scratch of remove()
     int64_t ld_ = 0, n_ = 0;

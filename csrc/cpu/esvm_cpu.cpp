@@ -71,6 +71,7 @@ struct Problem {
     DcdConstants dc;
     const EsvmParams* p;
     const Blas* blas;
+    BufferPool* pool;  // the SVMs' Gram matrices and Newton factors
 };
 
 // Runs liblinear's sweeps on {query} U working set, in Gram form when the working set is
@@ -99,9 +100,9 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
         // Re-lay the kept block out with the wider stride, in place: rows move to higher
         // addresses, so going from the last row down never overwrites one not yet moved.
         s.K.resize(size_t(l * l));
+        double* K = s.K.data();
         for (int64_t i = s.gram_l - 1; i > 0; --i)
-            std::copy_backward(s.K.begin() + i * s.gram_l, s.K.begin() + (i + 1) * s.gram_l,
-                               s.K.begin() + i * l + s.gram_l);
+            std::copy_backward(K + i * s.gram_l, K + (i + 1) * s.gram_l, K + i * l + s.gram_l);
         if (gram_f32_enabled()) {
             gram_aug_f32(ptrs.data(), l, d, s.gram_l, P.B, s.K.data());
         } else {
@@ -119,7 +120,7 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
         s.converged = dcd_gram(ws, s.K.data(), st, tol, P.p->max_iter, *P.blas, &s.newton, ids.data());
         s.tight = tol <= P.p->tol;
     } else {
-        s.K.clear();
+        s.K.resize(0);  // keeps its buffer, should the set shrink back into Gram form
         s.gram_l = 0;
         s.converged = dcd_primal(ws, st, s.round_tol, P.p->max_iter);
         s.tight = s.round_tol <= P.p->tol;
@@ -144,6 +145,8 @@ void start_svms(const Problem& P, const float* queries, int64_t ldq, const int64
         s.in_ws.assign(P.n, 0);
         s.rng = SplitMix64(query_seed(params.seed, query_ids[j]));
         s.round_tol = std::max(params.tol, kLooseTol);
+        s.K = PooledDoubles(P.pool);
+        s.newton.chol.set_pool(P.pool);
         add_to_working_set(s, nearest(F + j * P.n, P.sq_norms, P.n, std::min(P.n, kInitialWorkingSet)));
         solve_working_set(P, queries + j * ldq, s);
     });
@@ -153,7 +156,7 @@ void start_svms(const Problem& P, const float* queries, int64_t ldq, const int64
 // tens of MiB each) go at once rather than when the whole tile is done.
 void finish(Svm& s) {
     s.done = true;
-    std::vector<double>().swap(s.K);
+    s.K.release();
     s.newton = NewtonWarm();
 }
 
@@ -212,6 +215,7 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, 
     pack_panels(keys, ldk, n, d, panels.get(), nt);
     std::vector<double> sq_norms(static_cast<size_t>(n));
     row_sq_norms_f32(keys, ldk, n, d, sq_norms.data(), nt);  // the keys are finite: checked upstream
+    BufferPool pool;  // declared before the SVMs: it outlives their buffers
     const Problem P{keys,
                     sq_norms.data(),
                     panels.get(),
@@ -221,7 +225,8 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, 
                     params.intercept_scaling,
                     dcd_constants(params.C, n, params.squared_hinge),
                     &params,
-                    &blas};
+                    &blas,
+                    &pool};
     const double max_norm = max_augmented_norm(P);
 
     // Queries are solved in tiles: a tile's decision values [tile, n] (at most 64 MiB), its

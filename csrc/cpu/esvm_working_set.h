@@ -12,6 +12,7 @@
 
 #include "common/dcd_math.h"
 #include "common/packed_key.h"
+#include "cpu/buffer_pool.h"
 #include "cpu/newton.h"
 
 namespace simattr {
@@ -23,7 +24,7 @@ struct Svm {
     std::vector<double> alpha;   // [1 + ws.size()]: slot 0 the positive, slot t ws[t - 1]
     std::vector<int64_t> ws;     // working set: key rows whose dual variable is tracked
     std::vector<uint8_t> in_ws;  // [n] membership flags; key rows outside have alpha 0
-    std::vector<double> K;       // Gram matrix of the slots, valid for the first gram_l
+    PooledDoubles K;             // Gram matrix of the slots, valid for the first gram_l
     int64_t gram_l = 0;
     NewtonWarm newton;  // the last Newton step's factor, rows named by key row (-1: q)
     int64_t iters = 0;

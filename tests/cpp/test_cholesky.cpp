@@ -2,6 +2,7 @@
 // solve the current matrix (checked by its residual), for random SPD matrices of odd sizes,
 // deletions at the first, a middle and the last position, one at a time and several at once,
 // and growth past the capacity; blocks appended at once (append_block) the same way.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -96,39 +97,52 @@ int main() {
         }
     }
     // Blocks: factor the first rows, then append blocks of 1, 3 and the rest (past the
-    // capacity), each against what is there; delete some and append a block again.
-    for (int64_t N : {1, 3, 97, 211}) {
-        const std::vector<double> S = random_spd(N, rng, normal);
-        std::vector<int64_t> idx{N - 1};
-        GrowingCholesky c;
-        CHECK(c.factor(no_lapack, &S[(N - 1) * N + N - 1], 1));
-        const auto append_rows = [&](const std::vector<int64_t>& ts) {
-            const int64_t n = int64_t(idx.size()), k = int64_t(ts.size());
-            std::vector<double> Mon(size_t(k * n)), Mnn(size_t(k * k));
-            for (int64_t a = 0; a < k; ++a) {
-                for (int64_t b = 0; b < n; ++b) Mon[size_t(a * n + b)] = S[ts[a] * N + idx[b]];
-                for (int64_t b = 0; b < k; ++b)  // the lower triangle is garbage: not read
-                    Mnn[size_t(a * k + b)] = b >= a ? S[ts[a] * N + ts[b]] : std::nan("");
-            }
-            CHECK(c.append_block(no_lapack, Mon.data(), Mnn.data(), k));
-            idx.insert(idx.end(), ts.begin(), ts.end());
-            CHECK(c.size() == int64_t(idx.size()));
-            CHECK(residual(c, S, N, idx) < 1e-9);
-        };
-        int64_t next = 0;
-        for (int64_t k : {int64_t(1), int64_t(3), N}) {
-            std::vector<int64_t> ts;
-            for (; next < N - 1 && int64_t(ts.size()) < k; ++next) ts.push_back(next);
-            append_rows(ts);  // an empty block too, once the rows run out
-        }
-        if (idx.size() > 4) {
-            const int64_t js[] = {1, 2};
-            const std::vector<int64_t> back{idx[1], idx[2]};
-            c.remove(js, 2);
-            idx.erase(idx.begin() + 1, idx.begin() + 3);
-            append_rows(back);
-        }
+    // capacity), each against what is there; delete some and append a block again. Once with
+    // new[] storage, once from a pool whose buffers hold NaN (a factor that read storage it
+    // had not written, or lost entries when it grew, would show it).
+    BufferPool pool;
+    std::vector<std::pair<double*, size_t>> poisoned;
+    for (double size = 1; size < 1e5; size *= 1.3) {
+        size_t cap = 0;
+        double* p = pool.acquire(size_t(size), &cap);
+        std::fill(p, p + cap, std::nan(""));
+        poisoned.emplace_back(p, cap);
     }
+    for (auto [p, cap] : poisoned) pool.release(p, cap);
+    for (int pooled = 0; pooled < 2; ++pooled)
+        for (int64_t N : {1, 3, 97, 211}) {
+            const std::vector<double> S = random_spd(N, rng, normal);
+            std::vector<int64_t> idx{N - 1};
+            GrowingCholesky c;
+            if (pooled) c.set_pool(&pool);
+            CHECK(c.factor(no_lapack, &S[(N - 1) * N + N - 1], 1));
+            const auto append_rows = [&](const std::vector<int64_t>& ts) {
+                const int64_t n = int64_t(idx.size()), k = int64_t(ts.size());
+                std::vector<double> Mon(size_t(k * n)), Mnn(size_t(k * k));
+                for (int64_t a = 0; a < k; ++a) {
+                    for (int64_t b = 0; b < n; ++b) Mon[size_t(a * n + b)] = S[ts[a] * N + idx[b]];
+                    for (int64_t b = 0; b < k; ++b)  // the lower triangle is garbage: not read
+                        Mnn[size_t(a * k + b)] = b >= a ? S[ts[a] * N + ts[b]] : std::nan("");
+                }
+                CHECK(c.append_block(no_lapack, Mon.data(), Mnn.data(), k));
+                idx.insert(idx.end(), ts.begin(), ts.end());
+                CHECK(c.size() == int64_t(idx.size()));
+                CHECK(residual(c, S, N, idx) < 1e-9);
+            };
+            int64_t next = 0;
+            for (int64_t k : {int64_t(1), int64_t(3), N}) {
+                std::vector<int64_t> ts;
+                for (; next < N - 1 && int64_t(ts.size()) < k; ++next) ts.push_back(next);
+                append_rows(ts);  // an empty block too, once the rows run out
+            }
+            if (idx.size() > 4) {
+                const int64_t js[] = {1, 2};
+                const std::vector<int64_t> back{idx[1], idx[2]};
+                c.remove(js, 2);
+                idx.erase(idx.begin() + 1, idx.begin() + 3);
+                append_rows(back);
+            }
+        }
     // A singular block is refused and leaves the factor as it was: rows 1 and 2 of the new
     // block copy row 0 of the factor.
     {
