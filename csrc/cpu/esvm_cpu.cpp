@@ -97,12 +97,7 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
     const WorkingSet ws{ptrs.data(), l, d, P.B, P.dc};
     DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
     if (gram) {
-        // Re-lay the kept block out with the wider stride, in place: rows move to higher
-        // addresses, so going from the last row down never overwrites one not yet moved.
-        s.K.resize(size_t(l * l));
-        double* K = s.K.data();
-        for (int64_t i = s.gram_l - 1; i > 0; --i)
-            std::copy_backward(K + i * s.gram_l, K + (i + 1) * s.gram_l, K + i * l + s.gram_l);
+        layout_gram(s, l);  // the kept block, at stride l
         if (gram_f32_enabled()) {
             gram_aug_f32(ptrs.data(), l, d, s.gram_l, P.B, s.K.data());
         } else {
@@ -121,7 +116,8 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
         s.tight = tol <= P.p->tol;
     } else {
         s.K.resize(0);  // keeps its buffer, should the set shrink back into Gram form
-        s.gram_l = 0;
+        s.gram_l = s.gram_ld = 0;
+        s.gram_src.clear();
         s.converged = dcd_primal(ws, st, s.round_tol, P.p->max_iter);
         s.tight = s.round_tol <= P.p->tol;
     }

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>  // memmove
+#include <cstring>  // memcpy
 #include <functional>
 #include <utility>
 #include <vector>
@@ -24,8 +24,12 @@ struct Svm {
     std::vector<double> alpha;   // [1 + ws.size()]: slot 0 the positive, slot t ws[t - 1]
     std::vector<int64_t> ws;     // working set: key rows whose dual variable is tracked
     std::vector<uint8_t> in_ws;  // [n] membership flags; key rows outside have alpha 0
-    PooledDoubles K;             // Gram matrix of the slots, valid for the first gram_l
-    int64_t gram_l = 0;
+    // The cached Gram matrix: K [gram_ld, gram_ld] row-major, whose rows and columns
+    // gram_src[a] (a < gram_l; a itself when gram_src is empty) are slot a's. A prune only
+    // renames (gram_src); layout_gram moves the entries once, when the next solve needs them.
+    PooledDoubles K;
+    int64_t gram_l = 0, gram_ld = 0;
+    std::vector<int64_t> gram_src;
     NewtonWarm newton;  // the last Newton step's factor, rows named by key row (-1: q)
     int64_t iters = 0;
     double round_tol = 0.0;  // the tolerance of this round's sweeps (loose while growing)
@@ -115,26 +119,48 @@ inline void prune_working_set(Svm& s, const float* f, double keep) {
     }
     s.ws.resize(out);
     s.alpha.resize(out + 1);
-    // Keep the cached Gram block of the surviving slots (it only ever covered the old slots).
+    // The cached Gram block keeps the surviving slots, renamed: no entry moves here (the next
+    // solve lays K out once, for its new size, where compacting here and relaying out there
+    // moved every entry twice).
     const int64_t old_l = s.gram_l, kl = int64_t(kept_slots.size());
     if (old_l == 0 || kl == old_l) return;  // nothing pruned: K stays as it is
-    // In place: entry (a, b) moves from kept[a] * old_l + kept[b] to a * kl + b, never to a
-    // higher address than any entry still to be read (kept[x] >= x, kl <= old_l). Each row
-    // moves in runs of consecutive kept slots (one memmove each: the pruned rows are few).
-    thread_local std::vector<std::pair<int64_t, int64_t>> runs;  // (first kept position, length)
+    for (int64_t& a : kept_slots) a = s.gram_src.empty() ? a : s.gram_src[size_t(a)];
+    s.gram_src.swap(kept_slots);
+    s.gram_l = kl;
+}
+
+// Lays the cached Gram block out as K [l, l] (l >= gram_l; stride l): slot a's row and
+// column at a. Without renamed slots the rows move up in place, from the last one down (each
+// to an address at least its own); with them, every kept entry is copied once into a fresh
+// buffer from K's pool, in runs of consecutive source slots.
+inline void layout_gram(Svm& s, int64_t l) {
+    const int64_t g = s.gram_l, ld = s.gram_ld;
+    if (s.gram_src.empty()) {
+        if (ld == l) return;
+        s.K.resize(size_t(l * l));
+        double* K = s.K.data();
+        for (int64_t i = g - 1; i > 0; --i) std::copy_backward(K + i * ld, K + i * ld + g, K + i * l + g);
+        s.gram_ld = l;
+        return;
+    }
+    const std::vector<int64_t>& src = s.gram_src;
+    thread_local std::vector<std::pair<int64_t, int64_t>> runs;  // (first slot, length)
     runs.clear();
-    for (int64_t b = 0; b < kl; ++b)
-        if (b > 0 && kept_slots[b] == kept_slots[b - 1] + 1)
+    for (int64_t b = 0; b < g; ++b)
+        if (b > 0 && src[size_t(b)] == src[size_t(b - 1)] + 1)
             ++runs.back().second;
         else
             runs.emplace_back(b, 1);
-    double* K = s.K.data();
-    for (int64_t a = 0; a < kl; ++a)
+    PooledDoubles out(s.K.pool());
+    out.reset(size_t(l * l));
+    const double* K = s.K.data();
+    for (int64_t a = 0; a < g; ++a)
         for (const auto& [b, len] : runs)
-            std::memmove(K + a * kl + b, K + kept_slots[a] * old_l + kept_slots[b],
-                         size_t(len) * sizeof(double));
-    s.K.resize(size_t(kl * kl));
-    s.gram_l = kl;
+            std::memcpy(out.data() + a * l + b, K + src[size_t(a)] * ld + src[size_t(b)],
+                        size_t(len) * sizeof(double));
+    s.K.swap(out);  // the old buffer goes back to the pool with `out`
+    s.gram_src.clear();
+    s.gram_ld = l;
 }
 
 inline void add_to_working_set(Svm& s, const std::vector<int64_t>& rows) {

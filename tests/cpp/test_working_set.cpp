@@ -82,21 +82,44 @@ int main() {
             s.K.resize(size_t(l * l));
             for (int64_t a = 0; a < l; ++a)
                 for (int64_t b = 0; b < l; ++b) s.K[size_t(a * l + b)] = double(1000 * a + b);
-            s.gram_l = l;
+            s.gram_l = s.gram_ld = l;
             const std::vector<int64_t> ws0 = s.ws;
             prune_working_set(s, f.data(), 1.0);
             std::vector<int64_t> kept;  // old slots, in order
             for (int64_t t = 0; t < l; ++t)
                 if (keep[size_t(t)]) kept.push_back(t);
-            const int64_t kl = int64_t(kept.size());
-            CHECK(s.gram_l == kl && int64_t(s.K.size()) == kl * kl && int64_t(s.ws.size()) == kl - 1);
-            for (int64_t a = 0; a < kl; ++a) {
-                if (a > 0) CHECK(s.ws[size_t(a - 1)] == ws0[size_t(kept[size_t(a)] - 1)]);
-                for (int64_t b = 0; b < kl; ++b)
-                    CHECK(s.K[size_t(a * kl + b)] == double(1000 * kept[size_t(a)] + kept[size_t(b)]));
-            }
             for (int64_t t = 1; t < l; ++t)
                 CHECK(s.in_ws[size_t(ws0[size_t(t - 1)])] == (keep[size_t(t)] ? 1 : 0));
+            if (pattern == 3 && kept.size() > 2) {  // a second prune before any layout: composed
+                const int64_t row = s.ws.back();
+                s.alpha.back() = 0.0;
+                f[size_t(row)] = -5.f;
+                prune_working_set(s, f.data(), 1.0);
+                kept.pop_back();
+            }
+            const int64_t kl = int64_t(kept.size());
+            CHECK(s.gram_l == kl && int64_t(s.ws.size()) == kl - 1);
+            for (int64_t a = 1; a < kl; ++a) CHECK(s.ws[size_t(a - 1)] == ws0[size_t(kept[size_t(a)] - 1)]);
+            // Laid out for the kept slots alone, or with room for 3 new ones.
+            const int64_t L = kl + (pattern % 2) * 3;
+            layout_gram(s, L);
+            CHECK(int64_t(s.K.size()) == L * L && s.gram_ld == L && s.gram_src.empty());
+            for (int64_t a = 0; a < kl; ++a)
+                for (int64_t b = 0; b < kl; ++b)
+                    CHECK(s.K[size_t(a * L + b)] == double(1000 * kept[size_t(a)] + kept[size_t(b)]));
+            // Growth alone moves the rows up in place: 2 more slots.
+            s.gram_l = L;
+            for (int64_t a = kl; a < L; ++a)
+                for (int64_t b = 0; b < L; ++b)
+                    s.K[size_t(a * L + b)] = s.K[size_t(b * L + a)] = -double(a + b);
+            layout_gram(s, L + 2);
+            CHECK(int64_t(s.K.size()) == (L + 2) * (L + 2) && s.gram_ld == L + 2);
+            for (int64_t a = 0; a < L; ++a)
+                for (int64_t b = 0; b < L; ++b) {
+                    const double want =
+                        a < kl && b < kl ? double(1000 * kept[size_t(a)] + kept[size_t(b)]) : -double(a + b);
+                    CHECK(s.K[size_t(a * (L + 2) + b)] == want);
+                }
             ++checked;
         }
     }
