@@ -52,7 +52,7 @@ __attribute__((target("avx512f"))) inline void lane_sums8(const __m512d v[8], do
 
 // Rows per block of new rows: six against four old rows keeps 24 accumulators, four old
 // rows and one new row in the 32 registers, with ten loads to 24 multiply-adds where 4 x 4
-// had eight to 16 (7-13% faster at d = 256 and 512; every sum is the same).
+// had eight to 16 (7-15% faster at d = 256 and 512; every sum is the same).
 constexpr int kBlockRows = 6;
 
 // One block: rows a[0..kBlockRows) (double, the new rows) against rows b[0..3] (float32), dot
