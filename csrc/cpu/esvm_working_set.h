@@ -124,30 +124,25 @@ inline void prune_working_set(Svm& s, const float* f, double keep) {
     // moved every entry twice).
     const int64_t old_l = s.gram_l, kl = int64_t(kept_slots.size());
     if (old_l == 0 || kl == old_l) return;  // nothing pruned: K stays as it is
-    for (int64_t& a : kept_slots) a = s.gram_src.empty() ? a : s.gram_src[size_t(a)];
+    if (!s.gram_src.empty())                // renamed before: compose
+        for (int64_t& a : kept_slots) a = s.gram_src[size_t(a)];
     s.gram_src.swap(kept_slots);
     s.gram_l = kl;
 }
 
 // Lays the cached Gram block out as K [l, l] (l >= gram_l; stride l): slot a's row and
-// column at a. Without renamed slots the rows move up in place, from the last one down (each
-// to an address at least its own); with them, every kept entry is copied once into a fresh
-// buffer from K's pool, in runs of consecutive source slots.
+// column at a. Every kept entry is copied once into a fresh buffer from K's pool, in runs of
+// consecutive source slots (where growing in place first copied the whole block to a larger
+// buffer and then moved its rows again).
 inline void layout_gram(Svm& s, int64_t l) {
     const int64_t g = s.gram_l, ld = s.gram_ld;
-    if (s.gram_src.empty()) {
-        if (ld == l) return;
-        s.K.resize(size_t(l * l));
-        double* K = s.K.data();
-        for (int64_t i = g - 1; i > 0; --i) std::copy_backward(K + i * ld, K + i * ld + g, K + i * l + g);
-        s.gram_ld = l;
-        return;
-    }
     const std::vector<int64_t>& src = s.gram_src;
+    if (src.empty() && ld == l) return;
+    const auto from = [&](int64_t a) { return src.empty() ? a : src[size_t(a)]; };
     thread_local std::vector<std::pair<int64_t, int64_t>> runs;  // (first slot, length)
     runs.clear();
     for (int64_t b = 0; b < g; ++b)
-        if (b > 0 && src[size_t(b)] == src[size_t(b - 1)] + 1)
+        if (b > 0 && from(b) == from(b - 1) + 1)
             ++runs.back().second;
         else
             runs.emplace_back(b, 1);
@@ -156,8 +151,7 @@ inline void layout_gram(Svm& s, int64_t l) {
     const double* K = s.K.data();
     for (int64_t a = 0; a < g; ++a)
         for (const auto& [b, len] : runs)
-            std::memcpy(out.data() + a * l + b, K + src[size_t(a)] * ld + src[size_t(b)],
-                        size_t(len) * sizeof(double));
+            std::memcpy(out.data() + a * l + b, K + from(a) * ld + from(b), size_t(len) * sizeof(double));
     s.K.swap(out);  // the old buffer goes back to the pool with `out`
     s.gram_src.clear();
     s.gram_ld = l;

@@ -107,7 +107,7 @@ int main() {
             for (int64_t a = 0; a < kl; ++a)
                 for (int64_t b = 0; b < kl; ++b)
                     CHECK(s.K[size_t(a * L + b)] == double(1000 * kept[size_t(a)] + kept[size_t(b)]));
-            // Growth alone moves the rows up in place: 2 more slots.
+            // Growth alone, without renamed slots: 2 more slots.
             s.gram_l = L;
             for (int64_t a = kl; a < L; ++a)
                 for (int64_t b = 0; b < L; ++b)
