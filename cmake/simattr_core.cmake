@@ -15,6 +15,8 @@ function(simattr_add_core name)
     ${SIMATTR_SRC_DIR}/cpu/dcd_cpu.cpp
     ${SIMATTR_SRC_DIR}/cpu/cholesky.cpp
     ${SIMATTR_SRC_DIR}/cpu/newton.cpp
+    ${SIMATTR_SRC_DIR}/cpu/esvm_start.cpp
+    ${SIMATTR_SRC_DIR}/cpu/esvm_round.cpp
     ${SIMATTR_SRC_DIR}/cpu/esvm_cpu.cpp)
   target_include_directories(${name} PUBLIC ${SIMATTR_SRC_DIR})
   set_target_properties(${name} PROPERTIES POSITION_INDEPENDENT_CODE ON CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)

@@ -92,6 +92,37 @@ def test_gram_rows_fallback_gives_the_same_svms(digits):
         cpu.set_gram_kernel("avx2")
 
 
+@pytest.mark.parametrize("start", ["nearest", "lda", "auto"])
+def test_every_start_gives_sklearns_svms(digits, rng, start):
+    """Where each working set starts (the rows nearest the query, or those an LDA direction
+    ranks highest; auto: a pilot decides per pool) changes only how fast the SVMs get there:
+    the same optimum, scikit-learn's, and a query's result does not depend on the others in
+    its call (the pilot reads the keys alone), so split runs equal one run."""
+    from simattr_fast._kernels import backend
+
+    cpu = backend.cpu()
+    x, y = digits
+    x = (x / 3).astype(np.float32)
+    # digits (d = 64, 1,200 keys: at least 16 d, so auto runs the pilot), and Gaussian data in
+    # 8 dimensions, whose SVMs have many support vectors near the query
+    cases = [(x[y == 3][:4], x[y != 3][:1200]), (rng.standard_normal((4, 8)), rng.standard_normal((600, 8)))]
+    cpu.set_esvm_start(start)
+    try:
+        for q, pool in cases:
+            q, pool = q.astype(np.float32), pool.astype(np.float32)
+            a = agreement(q, pool, 0.1)
+            assert a[:, 0].min() >= 0.999 and a[:, 1].min() >= 0.99 and a[:, 2].max() < 1e-3
+            s, i = sa.esvm_topk(q, pool, 50, C=0.1, device="cpu")
+            for rows in (slice(0, 1), slice(1, 4)):
+                s_part, i_part = sa.esvm_topk(q[rows], pool, 50, C=0.1, device="cpu", query_ids=np.arange(4)[rows])
+                np.testing.assert_array_equal(s_part, s[rows])
+                np.testing.assert_array_equal(i_part, i[rows])
+    finally:
+        cpu.set_esvm_start("auto")
+    with pytest.raises(ValueError, match="expected one of auto, nearest, lda"):
+        cpu.set_esvm_start("cosine")
+
+
 @pytest.mark.parametrize("with_blas", [True, False])
 def test_newton_steps_land(digits, with_blas):
     """Squared-hinge SVMs in Gram form end each round with a Newton step on their active set,

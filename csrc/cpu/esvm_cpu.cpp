@@ -1,13 +1,16 @@
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <functional>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "common/parallel.h"
-#include "cpu/dcd_cpu.h"
 #include "cpu/esvm.h"
-#include "cpu/esvm_working_set.h"
-#include "cpu/gram.h"
+#include "cpu/esvm_round.h"
+#include "cpu/esvm_start.h"
 #include "cpu/rows.h"
 #include "cpu/scores.h"
 
@@ -17,173 +20,39 @@ namespace {
 
 using namespace esvm_detail;
 
-// While the working set is still growing, sweeps stop at a loose tolerance: the exact
-// solution of a working set that is about to change is wasted work. Once no violator is
-// left the round tolerance drops to tol, and rounds repeat until none appears. (Gram-form
-// solves of the squared hinge land exactly anyway, by a Newton step, and sweep at tol.)
-constexpr double kLooseTol = 1e-1;
 // The working set starts from the 32 key rows nearest the query in Euclidean distance (not
 // by inner product: with keys of unequal norms, the main job's support vectors lie among the
 // nearest by distance, 53% of them within as many rows, against 13% by inner product; 6.6
-// rounds became 5.8 and the main job 6-8% faster); each round adds the worst
-// violators, at most half its size and between 32 and 64 of them. Every row added costs a
-// Gram row and a place in the Newton system, and one that is not a support vector is dropped
-// again, so slow growth pays: on the main job (Fashion-MNIST's SimCLR embedding, all 10,000
-// test images) 14.1 s with 16 rows and 2x the size a round, 9.4 s with this rule. The cap
-// matters where the working sets grow to ~1,000 rows (i.i.d. Gaussian data at d = 512:
-// 10.3 s without it, 7.6 s with a cap of 128; since the Newton factor grows by blocks, a cap
-// of 64 is 5% faster there again, 256 20% slower, and the other data are unchanged).
+// rounds became 5.8 and the main job 6-8% faster).
 constexpr int64_t kInitialWorkingSet = 32;
-constexpr int64_t kMinAdd = 32, kMaxAdd = 64;
-// Working sets up to this size (and below 2d) use the Gram form: O(l) per visit, K [l, l]
-// in double (32 MiB at most).
-constexpr int64_t kGramMax = 2048;
-// With the squared hinge the Gram form also ends each solve with a Newton step, which
-// beats hundreds of O(d)-per-visit primal sweeps while the system stays small: up to 4d
-// rows when that is at most this many (Fashion-MNIST's 256-d SimCLR embedding: 30% faster
-// overall than primal sweeps, and 4d rather than 3d another 7% since the Gram rows come from
-// cpu/gram.h). Larger systems (i.i.d. Gaussian data at d = 512: ~750 active rows; a cap of
-// 2048 left them as fast, and made the pixels and the clustered data 5-8% slower) cost more
-// in Gram matrices and factorisations than the sweeps they save, so they stay primal.
-constexpr int64_t kGramNewtonMax = 1024;
+// Where a pilot finds that it pays (cpu/esvm_start.h), a pool's SVMs start from the
+// kLdaStartRows rows an LDA direction ranks highest instead. Main job: 6.0 rounds a query
+// became 4.0, and 96 rows rather than 64 or 128 was fastest.
+constexpr int64_t kLdaStartRows = 96, kLdaMinPool = 16;
 // The Gram matrices of one tile of SVMs may hold this much at most (each SVM's matrix is kept
 // between rounds): tiles shrink where the largest possible matrix is big (d >= 1024 with
 // large pools), and keep the full batch everywhere else.
 constexpr int64_t kGramTileBytes = int64_t(2) << 30;
 
-// The largest working set an SVM solves in Gram form: the query and n keys at most.
-int64_t gram_rows_max(int64_t d, int64_t n, bool squared) {
-    return std::min({kGramMax, n + 1, std::max(2 * d, squared ? std::min(4 * d, kGramNewtonMax) : 0)});
-}
-// Working-set rows with alpha 0 and a gradient above this (in margin units) are dropped. A
-// row dropped too early is found again by the next round's check, but one kept costs its
-// place in every solve: 0.01 rather than 0.05 made i.i.d. Gaussian data 7% faster (300
-// queries: 9.7-9.8 s to 8.8-9.3 s), 0 to 0.01 measured the same, 0.2 and 1 were 40-70% slower,
-// and the other data are unchanged within noise.
-constexpr double kPruneGradient = 0.01;
-
-struct Problem {
-    const float* keys;
-    const double* sq_norms;  // [n]: |x_i|^2
-    const float* panels;     // the keys packed once for the decision values (cpu/scores.h)
-    int64_t ldk, n, d;
-    double B;
-    DcdConstants dc;
-    const EsvmParams* p;
-    const Blas* blas;
-    BufferPool* pool;  // the SVMs' Gram matrices and Newton factors
+// How the working sets of a call start: from the `rows` keys nearest each query (lda null) or
+// ranked highest by its LDA direction.
+struct Start {
+    const LdaStart* lda = nullptr;
+    int64_t rows = kInitialWorkingSet;
 };
 
-// Runs liblinear's sweeps on {query} U working set, in Gram form when the working set is
-// small. The Gram form reads the rows where they are (its sweeps visit K, not the rows); the
-// primal form gathers them contiguously first, to keep them in cache across its sweeps. The
-// Gram matrix is kept between rounds and only extended by the rows added since.
-void solve_working_set(const Problem& P, const float* q, Svm& s) {
-    const int64_t l = 1 + int64_t(s.ws.size()), d = P.d;
-    const bool squared = P.dc.diag_neg > 0.0, gram = l <= gram_rows_max(d, P.n, squared);
-    thread_local std::vector<const float*> ptrs;
-    thread_local std::vector<float> rows;
-    thread_local std::vector<double> xd;
-    ptrs.resize(size_t(l));
-    ptrs[0] = q;
-    for (int64_t t = 1; t < l; ++t) ptrs[size_t(t)] = P.keys + s.ws[t - 1] * P.ldk;
-    if (!gram || !gram_f32_enabled()) {  // the primal sweeps, or dgemm, want them side by side
-        rows.resize(size_t(l * d));
-        for (int64_t t = 0; t < l; ++t) {
-            std::copy(ptrs[size_t(t)], ptrs[size_t(t)] + d, rows.begin() + t * d);
-            ptrs[size_t(t)] = rows.data() + t * d;
-        }
-    }
-    const WorkingSet ws{ptrs.data(), l, d, P.B, P.dc};
-    DcdState st{s.alpha.data(), s.w.data(), &s.rng, &s.iters};
-    if (gram) {
-        layout_gram(s, l);  // the kept block, at stride l
-        if (gram_f32_enabled()) {
-            gram_aug_f32(ptrs.data(), l, d, s.gram_l, P.B, s.K.data());
-        } else {
-            xd.assign(rows.begin(), rows.end());
-            gram_aug(P.blas->dgemm, xd.data(), l, d, s.gram_l, P.B, s.K.data());
-        }
-        s.gram_l = l;
-        thread_local std::vector<int64_t> ids;
-        ids.assign(1, -1);
-        ids.insert(ids.end(), s.ws.begin(), s.ws.end());
-        // With the squared hinge the Newton step lands on the exact optimum of the working set
-        // whatever the round's tolerance, so its confirming sweeps may as well use tol: a
-        // set to which no violator is then added is done, without a round only to tighten.
-        const double tol = squared ? P.p->tol : s.round_tol;
-        s.converged = dcd_gram(ws, s.K.data(), st, tol, P.p->max_iter, *P.blas, &s.newton, ids.data());
-        s.tight = tol <= P.p->tol;
-    } else {
-        s.K.resize(0);  // keeps its buffer, should the set shrink back into Gram form
-        s.gram_l = s.gram_ld = 0;
-        s.gram_src.clear();
-        s.converged = dcd_primal(ws, st, s.round_tol, P.p->max_iter);
-        s.tight = s.round_tol <= P.p->tol;
-    }
-}
-
-// The largest augmented key norm |[x, B]|: it scales the float32 GEMM error bound. (A plain
-// double loop here was one dependent add per element: 8% of a call in ImageNet's shape.)
-double max_augmented_norm(const Problem& P) {
-    return std::sqrt(*std::max_element(P.sq_norms, P.sq_norms + P.n) + P.B * P.B);
-}
-
-// Starts the SVMs of one tile of queries: each working set begins with the keys nearest its
-// query (from the inner products in F [tm, n] and the keys' norms) and is solved once.
-void start_svms(const Problem& P, const float* queries, int64_t ldq, const int64_t* query_ids,
-                std::vector<Svm>& svms, const float* F, int nt) {
-    const EsvmParams& params = *P.p;
+// Starts the SVMs of one tile of queries: each working set begins with `start`'s rows (from
+// F [tm, n]: the queries' inner products with the keys, or their LDA directions' scores) and
+// is solved once.
+void start_svms(const Problem& P, const Start& start, const float* queries, int64_t ldq,
+                const int64_t* query_ids, std::vector<Svm>& svms, const float* F, int nt) {
     parallel_for(int64_t(svms.size()), nt, [&](int64_t j) {
-        Svm& s = svms[j];
-        s.w.assign(P.d + 1, 0.0);
-        s.alpha.assign(1, 0.0);
-        s.in_ws.assign(P.n, 0);
-        s.rng = SplitMix64(query_seed(params.seed, query_ids[j]));
-        s.round_tol = std::max(params.tol, kLooseTol);
-        s.K = PooledDoubles(P.pool);
-        s.newton.chol.set_pool(P.pool);
-        add_to_working_set(s, nearest(F + j * P.n, P.sq_norms, P.n, std::min(P.n, kInitialWorkingSet)));
-        solve_working_set(P, queries + j * ldq, s);
+        const int64_t rows = std::min(P.n, start.rows);
+        start_svm(P, queries + j * ldq, query_seed(P.p->seed, query_ids[j]),
+                  start.lda != nullptr ? top_rows(F + j * P.n, P.n, rows)
+                                       : nearest(F + j * P.n, P.sq_norms, P.n, rows),
+                  svms[j]);
     });
-}
-
-// A finished SVM keeps only w and its counters: its Gram matrix and Newton factor (up to
-// tens of MiB each) go at once rather than when the whole tile is done.
-void finish(Svm& s) {
-    s.done = true;
-    s.K.release();
-    s.newton = NewtonWarm();
-}
-
-// One round of a live SVM, given its decision values f [n] over all keys (bias added here):
-// it is done when no key outside the working set violates the margin at the final
-// tolerance; else the violators join the working set and it is solved again.
-void refresh_svm(const Problem& P, const float* query, Svm& s, float* f, double max_norm) {
-    const EsvmParams& params = *P.p;
-    const float bias = float(s.w[P.d] * P.B);
-    for (int64_t i = 0; i < P.n; ++i) f[i] += bias;
-    if (s.iters >= params.max_iter) {
-        finish(s);
-        return;
-    }
-    // float32 GEMM error is far below this margin, so a row left out truly has alpha = 0
-    // and a non-negative gradient up to tol: liblinear's stopping rule.
-    double wn = 0.0;
-    for (double v : s.w) wn += v * v;
-    const double margin = params.tol + 1e-5 * std::sqrt(wn) * max_norm;
-    prune_working_set(s, f, kPruneGradient + margin);
-    const int64_t budget = std::clamp<int64_t>(int64_t(s.ws.size()) / 2, kMinAdd, kMaxAdd);
-    const std::vector<int64_t> add = violators(f, s, P.n, margin, budget);
-    if (add.empty()) {
-        if (s.tight && s.converged) {
-            finish(s);
-            return;
-        }
-        s.round_tol = params.tol;
-    }
-    add_to_working_set(s, add);
-    solve_working_set(P, query, s);
 }
 
 // Decision values (without the bias) of the live SVMs over all keys, with one GEMM:
@@ -196,7 +65,77 @@ void live_decision_values(const Problem& P, const std::vector<Svm>& svms, const 
     scores_packed(W32.data(), P.d, nl, P.panels, P.n, P.d, F, P.n, nt);
 }
 
+// A finished SVM, at position j of its tile, with its decision values f [n] (from its final w).
+using OnFinish = std::function<void(int64_t j, const Svm& s, const float* f)>;
+
+// Solves the SVMs of one tile of tm queries (ids query_ids) to the end, in rounds: one GEMM
+// gives every live SVM's decision values, then each is refreshed (cpu threads). F [tm, n] and
+// W32 [tm, d] are the caller's, reused from tile to tile.
+void solve_tile(const Problem& P, const Start& start, const float* queries, int64_t ldq, int64_t tm,
+                const int64_t* query_ids, std::vector<float>& F, std::vector<float>& W32, double max_norm,
+                const OnFinish& on_finish) {
+    const int nt = P.p->n_threads;
+    std::vector<Svm> svms(tm);
+    F.resize(size_t(tm * P.n));
+    W32.resize(size_t(tm * P.d));
+    const float* first = queries;  // what the first GEMM scores the pool with
+    int64_t ld_first = ldq;
+    if (start.lda != nullptr) {
+        start.lda->directions(queries, ldq, tm, W32.data(), nt);
+        first = W32.data();
+        ld_first = P.d;
+    }
+    scores_packed(first, ld_first, tm, P.panels, P.n, P.d, F.data(), P.n, nt);
+    start_svms(P, start, queries, ldq, query_ids, svms, F.data(), nt);
+    std::vector<int64_t> live(tm);
+    for (int64_t j = 0; j < tm; ++j) live[j] = j;
+    while (!live.empty()) {
+        const int64_t nl = int64_t(live.size());
+        live_decision_values(P, svms, live, W32, F.data(), nt);
+        parallel_for(nl, nt, [&](int64_t r) {
+            refresh_svm(P, queries + live[r] * ldq, svms[live[r]], F.data() + r * P.n, max_norm);
+        });
+        // Finished queries hand over their decision values (from the GEMM just done, i.e.
+        // from their final w); the rest go round again.
+        std::vector<int64_t> next, finished;  // finished: positions r in this round
+        for (int64_t r = 0; r < nl; ++r) (svms[live[r]].done ? finished : next).push_back(r);
+        parallel_for(int64_t(finished.size()), nt, [&](int64_t f) {
+            const int64_t r = finished[f];
+            on_finish(live[r], svms[live[r]], F.data() + r * P.n);
+        });
+        for (int64_t& r : next) r = live[r];
+        live.swap(next);
+    }
+}
+
+std::atomic<int> g_start_mode{0};  // 0 auto, 1 nearest, 2 lda: set_esvm_start
+
+// The start of a pool's SVMs (cpu/esvm_start.h). Only pools of at least kLdaMinPool d keys
+// are judged: elsewhere the pilot and the LDA direction's d x d factor cost too much against
+// the rounds' scoring of the pool (with 8 d, the clustered data at d = 512, 5,000 keys a class
+// and 100 queries, got 8% slower for the pilot and chose the nearest start anyway).
+Start choose_start(const Problem& P, LdaStart& lda, std::vector<float>& F, std::vector<float>& W32,
+                   double max_norm) {
+    const int mode = g_start_mode.load();
+    if (mode == 1 || (mode == 0 && P.n < kLdaMinPool * P.d)) return Start{};
+    const auto run = [&](const float* pilots, const int64_t* ids, float* f) {
+        solve_tile(P, Start{}, pilots, P.d, kPilots, ids, F, W32, max_norm,
+                   [&](int64_t j, const Svm&, const float* fj) { std::copy(fj, fj + P.n, f + j * P.n); });
+    };
+    const Pool pool{P.keys, P.ldk, P.n, P.d, P.sq_norms, P.panels};
+    const bool pays = mode == 2 ? lda.fit(P.keys, P.ldk, P.n, P.d, *P.blas)
+                                : lda_start_pays(pool, kLdaStartRows, *P.blas, P.p->n_threads, run, lda);
+    return pays ? Start{&lda, kLdaStartRows} : Start{};
+}
+
 }  // namespace
+
+void set_esvm_start(const char* name) {
+    const std::string s(name);
+    if (s != "auto" && s != "nearest" && s != "lda")
+        throw std::invalid_argument("esvm start: expected one of auto, nearest, lda; got '" + s + "'");
+    g_start_mode = s == "auto" ? 0 : s == "nearest" ? 1 : 2;
+}
 
 void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, int64_t ldk, int64_t n,
                int64_t d, const int64_t* key_ids, const int64_t* query_ids, const EsvmParams& params,
@@ -235,34 +174,16 @@ void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, 
                {m, (int64_t(1) << 24) / n, std::max<int64_t>(256, 8 * resolve_threads(nt)),
                 std::max<int64_t>(2 * resolve_threads(nt), kGramTileBytes / (8 * gram_max * gram_max))}));
     std::vector<float> F, W32;
+    LdaStart lda;
+    const Start start = choose_start(P, lda, F, W32, max_norm);
     for (int64_t t0 = 0; t0 < m; t0 += tile) {
         const int64_t tm = std::min(tile, m - t0);
-        std::vector<Svm> svms(tm);
-        F.resize(size_t(tm * n));
-        W32.resize(size_t(tm * d));
-        scores_packed(queries + t0 * ldq, ldq, tm, panels.get(), n, d, F.data(), n, nt);
-        start_svms(P, queries + t0 * ldq, ldq, query_ids + t0, svms, F.data(), nt);
-        std::vector<int64_t> live(tm);
-        for (int64_t j = 0; j < tm; ++j) live[j] = j;
-        while (!live.empty()) {
-            const int64_t nl = int64_t(live.size());
-            live_decision_values(P, svms, live, W32, F.data(), nt);
-            parallel_for(nl, nt, [&](int64_t r) {
-                refresh_svm(P, queries + (t0 + live[r]) * ldq, svms[live[r]], F.data() + r * n, max_norm);
-            });
-            // Finished queries hand over their decision values (from the GEMM just done,
-            // i.e. from their final w); the rest go round again.
-            std::vector<int64_t> next, finished;  // finished: positions r in this round
-            for (int64_t r = 0; r < nl; ++r) (svms[live[r]].done ? finished : next).push_back(r);
-            parallel_for(int64_t(finished.size()), nt, [&](int64_t f) {
-                const int64_t r = finished[f], j = live[r];
-                acc.push(row0 + t0 + j, 1, F.data() + r * n, n, key_ids, n, 1);
-                n_iter[t0 + j] = svms[j].iters;
-                converged[t0 + j] = svms[j].converged ? 1 : 0;
-            });
-            for (int64_t& r : next) r = live[r];
-            live.swap(next);
-        }
+        solve_tile(P, start, queries + t0 * ldq, ldq, tm, query_ids + t0, F, W32, max_norm,
+                   [&](int64_t j, const Svm& s, const float* f) {
+                       acc.push(row0 + t0 + j, 1, f, n, key_ids, n, 1);
+                       n_iter[t0 + j] = s.iters;
+                       converged[t0 + j] = s.converged ? 1 : 0;
+                   });
     }
 }
 

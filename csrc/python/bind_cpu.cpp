@@ -176,6 +176,9 @@ PYBIND11_MODULE(_cpu, m) {
         "set_gram_kernel", [](const std::string& name) { set_gram_kernel(name.c_str()); }, py::arg("name"),
         "For tests: 'auto' or 'dgemm' (the exemplar SVMs' Gram rows by BLAS, as without AVX-512).");
     m.def(
+        "set_esvm_start", [](const std::string& name) { set_esvm_start(name.c_str()); }, py::arg("name"),
+        "For tests and benchmarks: 'auto', 'nearest' or 'lda' (how the SVMs' working sets start).");
+    m.def(
         "set_prefilter_kernel", [](const std::string& name) { set_prefilter_kernel(name.c_str()); },
         py::arg("name"), "For tests: 'auto', 'avx512bf16' or 'amx-emulated'.");
     m.def("prefilter_stats", [] {

@@ -59,6 +59,7 @@ def row_sq_norms(
 ) -> int: ...  # the first row holding NaN or Inf, or -1
 def bf16_prefilter_available() -> bool: ...
 def prefilter_kernel() -> str: ...  # "amx", "avx512bf16", or "avx512bf16 (why AMX is not used)"
+def set_esvm_start(name: str) -> None: ...  # tests, benchmarks: "auto", "nearest" or "lda"
 def set_gram_kernel(name: str) -> None: ...  # tests: "auto" or "dgemm" (the fallback without AVX-512)
 def set_prefilter_kernel(name: str) -> None: ...  # tests: "auto", "avx512bf16" or "amx-emulated"
 def prefilter_stats() -> tuple[int, int]: ...  # (pairs scored in bfloat16, candidates re-scored)
