@@ -45,7 +45,7 @@ private:
     int64_t d_ = 0;
 };
 
-// The `count` rows of largest f [n], largest first (ties: lower row first).
+// The `count` rows of largest f [n], largest first (ties: lower row first; -0 ties +0).
 std::vector<int64_t> top_rows(const float* f, int64_t n, int64_t count);
 
 // The pool keys [n, d] (row stride ldk), their squared norms sq_norms [n] and their packed
