@@ -23,14 +23,14 @@ namespace simattr {
 // sweeps resume, until none is left outside. This reaches liblinear's optimum (all
 // coordinates satisfy its stopping rule) while the sequential work touches only the few
 // rows that end up as support vectors.
-// For tests and benchmarks: how the SVMs' working sets start, "auto" (the default: from the
-// keys nearest each query, or where a pool's SVMs end with large working sets from the keys an
-// LDA direction ranks highest; esvm_cpu.cpp), "nearest" or "lda". Throws
-// std::invalid_argument on any other name.
-void set_esvm_start(const char* name);
-
 void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, int64_t ldk, int64_t n,
                int64_t d, const int64_t* key_ids, const int64_t* query_ids, const EsvmParams& params,
                const Blas& blas, TopkAccumulator& acc, int64_t row0, int64_t* n_iter, uint8_t* converged);
+
+// For tests and benchmarks: how the SVMs' working sets start, "auto" (the default: from the
+// keys nearest each query, or, where a pilot finds support vectors crowding near a pool's
+// queries, from the keys an LDA direction ranks highest; cpu/esvm_start.h), "nearest" or
+// "lda". Throws std::invalid_argument on any other name.
+void set_esvm_start(const char* name);
 
 }  // namespace simattr

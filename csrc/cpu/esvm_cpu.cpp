@@ -108,7 +108,8 @@ void solve_tile(const Problem& P, const Start& start, const float* queries, int6
     }
 }
 
-std::atomic<int> g_start_mode{0};  // 0 auto, 1 nearest, 2 lda: set_esvm_start
+enum class StartMode { kAuto, kNearest, kLda };
+std::atomic<StartMode> g_start_mode{StartMode::kAuto};  // set_esvm_start
 
 // The start of a pool's SVMs (cpu/esvm_start.h). Only pools of at least kLdaMinPool d keys
 // are judged: elsewhere the pilot and the LDA direction's d x d factor cost too much against
@@ -116,15 +117,16 @@ std::atomic<int> g_start_mode{0};  // 0 auto, 1 nearest, 2 lda: set_esvm_start
 // and 100 queries, got 8% slower for the pilot and chose the nearest start anyway).
 Start choose_start(const Problem& P, LdaStart& lda, std::vector<float>& F, std::vector<float>& W32,
                    double max_norm) {
-    const int mode = g_start_mode.load();
-    if (mode == 1 || (mode == 0 && P.n < kLdaMinPool * P.d)) return Start{};
+    const StartMode mode = g_start_mode.load();
+    if (mode == StartMode::kNearest || (mode == StartMode::kAuto && P.n < kLdaMinPool * P.d)) return Start{};
     const auto run = [&](const float* pilots, const int64_t* ids, float* f) {
         solve_tile(P, Start{}, pilots, P.d, kPilots, ids, F, W32, max_norm,
                    [&](int64_t j, const Svm&, const float* fj) { std::copy(fj, fj + P.n, f + j * P.n); });
     };
     const Pool pool{P.keys, P.ldk, P.n, P.d, P.sq_norms, P.panels};
-    const bool pays = mode == 2 ? lda.fit(P.keys, P.ldk, P.n, P.d, *P.blas)
-                                : lda_start_pays(pool, kLdaStartRows, *P.blas, P.p->n_threads, run, lda);
+    const bool pays = mode == StartMode::kLda
+                          ? lda.fit(P.keys, P.ldk, P.n, P.d, *P.blas)
+                          : lda_start_pays(pool, kLdaStartRows, *P.blas, P.p->n_threads, run, lda);
     return pays ? Start{&lda, kLdaStartRows} : Start{};
 }
 
@@ -134,7 +136,7 @@ void set_esvm_start(const char* name) {
     const std::string s(name);
     if (s != "auto" && s != "nearest" && s != "lda")
         throw std::invalid_argument("esvm start: expected one of auto, nearest, lda; got '" + s + "'");
-    g_start_mode = s == "auto" ? 0 : s == "nearest" ? 1 : 2;
+    g_start_mode = s == "auto" ? StartMode::kAuto : s == "nearest" ? StartMode::kNearest : StartMode::kLda;
 }
 
 void esvm_topk(const float* queries, int64_t ldq, int64_t m, const float* keys, int64_t ldk, int64_t n,

@@ -17,14 +17,13 @@ namespace {
 // left the round tolerance drops to tol, and rounds repeat until none appears. (Gram-form
 // solves of the squared hinge land exactly anyway, by a Newton step, and sweep at tol.)
 constexpr double kLooseTol = 1e-1;
-// Each round adds the worst
-// violators, at most half its size and between 32 and 64 of them. Every row added costs a
-// Gram row and a place in the Newton system, and one that is not a support vector is dropped
-// again, so slow growth pays: on the main job (Fashion-MNIST's SimCLR embedding, all 10,000
-// test images) 14.1 s with 16 rows and 2x the size a round, 9.4 s with this rule. The cap
-// matters where the working sets grow to ~1,000 rows (i.i.d. Gaussian data at d = 512:
-// 10.3 s without it, 7.6 s with a cap of 128; since the Newton factor grows by blocks, a cap
-// of 64 is 5% faster there again, 256 20% slower, and the other data are unchanged).
+// Each round adds the worst violators, at most half its size and between 32 and 64 of them.
+// Every row added costs a Gram row and a place in the Newton system, and one that is not a
+// support vector is dropped again, so slow growth pays: on the main job (Fashion-MNIST's SimCLR embedding,
+// all 10,000 test images) 14.1 s with 16 rows and 2x the size a round, 9.4 s with this rule. The cap matters
+// where the working sets grow to ~1,000 rows (i.i.d. Gaussian data at d = 512: 10.3 s without it, 7.6 s with
+// a cap of 128; since the Newton factor grows by blocks, a cap of 64 is 5% faster there again, 256 20%
+// slower, and the other data are unchanged).
 constexpr int64_t kMinAdd = 32, kMaxAdd = 64;
 // Working sets up to this size (and below 2d) use the Gram form: O(l) per visit, K [l, l]
 // in double (32 MiB at most).
@@ -98,6 +97,7 @@ void solve_working_set(const Problem& P, const float* q, Svm& s) {
 int64_t gram_rows_max(int64_t d, int64_t n, bool squared) {
     return std::min({kGramMax, n + 1, std::max(2 * d, squared ? std::min(4 * d, kGramNewtonMax) : 0)});
 }
+
 // A plain double loop here was one dependent add per element: 8% of a call in ImageNet's shape.
 double max_augmented_norm(const Problem& P) {
     return std::sqrt(*std::max_element(P.sq_norms, P.sq_norms + P.n) + P.B * P.B);

@@ -1,13 +1,14 @@
 // Where an exemplar SVM's working set starts. Internal to esvm_cpu.cpp.
 //
-// By default from the key rows nearest the query (nearest, esvm_working_set.h). Where a pool's
-// SVMs end with large working sets, from the rows an LDA direction ranks highest instead
+// By default from the key rows nearest the query (nearest, esvm_working_set.h). Where support
+// vectors crowd near a pool's queries (lda_start_pays), from the rows an LDA direction ranks
+// highest instead
 // (exemplar-LDA, Hariharan, Malik and Ramanan 2012): w0 = (S + lambda tr(S) / d I)^-1 (q - mu),
 // mu and S the pool's mean and covariance. On the main job (Fashion-MNIST's SimCLR embedding,
 // ~176 support vectors per SVM) 70% of the 96 rows it ranks highest are support vectors in the
 // end, against 50% of the 96 nearest; started from them the SVMs need 4.0 rounds instead of
-// 6.0. Where working sets end small (~50 rows) a start that large only costs (esvm_cpu.cpp
-// decides which start a pool gets).
+// 6.0. Where few support vectors lie near the query (working sets ending at ~50-110 rows, few
+// of them among either start's) a start that large only costs.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -57,6 +58,8 @@ struct Pool {
     const float* panels;
 };
 
+constexpr int64_t kPilots = 4;
+
 // Solves SVMs with the nearest start for queries [kPilots, d] (stride d; their ids: the key
 // rows they are) and writes each one's final decision values f [kPilots, n], bias included.
 using RunPilots = std::function<void(const float* queries, const int64_t* ids, float* f)>;
@@ -72,7 +75,6 @@ using RunPilots = std::function<void(const float* queries, const int64_t* ids, f
 // query's result does not depend on the others in its call.
 bool lda_start_pays(const Pool& pool, int64_t rows, const Blas& blas, int n_threads, const RunPilots& run,
                     LdaStart& lda);
-constexpr int64_t kPilots = 4;
 
 }  // namespace esvm_detail
 }  // namespace simattr
